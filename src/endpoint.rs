@@ -1,0 +1,369 @@
+//! The Streamable HTTP endpoint: the terminal service that hands JSON-RPC messages to an
+//! [`McpService`].
+//!
+//! [`McpEndpoint`] applies the POST rules of the transport and leaves framing to
+//! [`SseLayer`](crate::sse::SseLayer):
+//!
+//! | request | answer |
+//! |---|---|
+//! | POST of notifications and/or responses only | 202, empty body |
+//! | POST `initialize` | the result; the session is initialized only if it succeeds |
+//! | POST with requests, [`ResponseMode::Json`] | the answers, handled inline: no task, no channel |
+//! | POST with requests, [`ResponseMode::Sse`] | a stream: the handler runs in its own task, so a dropped connection does not cancel it |
+//! | other methods | 405 `Allow: GET, POST, DELETE` |
+//!
+//! It reads the parsed [`Payload`], the [`Session`], the [`ProtocolVersion`] and the
+//! [`ResponseMode`] from the request extensions, so it runs inside
+//! [`JsonRpcBodyLayer`](crate::jsonrpc_body::JsonRpcBodyLayer),
+//! [`SessionLayer`](crate::session::SessionLayer) and [`SseLayer`](crate::sse::SseLayer); the
+//! [`McpStack`](crate::McpStack) builder puts them in that order.
+//!
+//! Its future is boxed: the `McpService` futures are `impl Future` and cannot be named in a
+//! `Service::Future` type. That is one allocation per request, the same as axum's handlers.
+
+use crate::error::{TransportError, TransportErrorKind};
+use crate::jsonrpc::{ErrorObject, Message, Payload, Request};
+use crate::protocol::ProtocolVersion;
+use crate::service::{
+    Context, MakeMcpService, McpService, NotificationContext, Peer, RequestContext, Route,
+    SessionContext,
+};
+use crate::session::Session;
+use crate::sse::{MessageStream, Outgoing, ResponseMode};
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tower::Service;
+
+/// The default time a server→client request waits for the client's answer.
+pub const DEFAULT_CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many messages may queue on one POST response stream before the handler waits.
+const STREAM_CAPACITY: usize = 32;
+
+/// The boxed response future of [`McpEndpoint`].
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+/// The terminal service of the stack; see the [module docs](crate::endpoint).
+pub struct McpEndpoint<M> {
+    make: Arc<M>,
+    client_request_timeout: Duration,
+}
+
+impl<M> Clone for McpEndpoint<M> {
+    fn clone(&self) -> Self {
+        Self {
+            make: self.make.clone(),
+            client_request_timeout: self.client_request_timeout,
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for McpEndpoint<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpEndpoint")
+            .field("client_request_timeout", &self.client_request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: MakeMcpService> McpEndpoint<M> {
+    /// An endpoint building its servers with `make`.
+    pub fn new(make: M) -> Self {
+        Self {
+            make: Arc::new(make),
+            client_request_timeout: DEFAULT_CLIENT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// How long a server→client request waits for the client's answer (default 60 s).
+    pub fn client_request_timeout(mut self, timeout: Duration) -> Self {
+        self.client_request_timeout = timeout;
+        self
+    }
+}
+
+fn respond(status: StatusCode, outgoing: Option<Outgoing>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = status;
+    if let Some(outgoing) = outgoing {
+        response.extensions_mut().insert(outgoing);
+    }
+    response
+}
+
+impl<M, B> Service<http::Request<B>> for McpEndpoint<M>
+where
+    M: MakeMcpService,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.method() != Method::POST {
+            let rejection = TransportError::method_not_allowed("GET, POST, DELETE").into_response();
+            return Box::pin(std::future::ready(Ok(rejection)));
+        }
+        let (mut parts, _body) = req.into_parts();
+        let Some(payload) = parts.extensions.remove::<Payload>() else {
+            tracing::error!("McpEndpoint reached without a parsed body: add JsonRpcBodyLayer");
+            let rejection = TransportError::new(TransportErrorKind::Internal).into_response();
+            return Box::pin(std::future::ready(Ok(rejection)));
+        };
+        let call = Call {
+            mode: parts
+                .extensions
+                .get::<ResponseMode>()
+                .copied()
+                .unwrap_or(ResponseMode::Json),
+            version: parts
+                .extensions
+                .get::<ProtocolVersion>()
+                .copied()
+                .unwrap_or(ProtocolVersion::FALLBACK),
+            session: parts.extensions.get::<Arc<Session>>().cloned(),
+            timeout: self.client_request_timeout,
+        };
+        let make = self.make.clone();
+        Box::pin(async move { Ok(call.run(make, parts, payload).await) })
+    }
+}
+
+/// Closes a session's type-erased server instance.
+fn close_erased<S: McpService>(
+    instance: Arc<dyn Any + Send + Sync>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        if let Ok(service) = instance.downcast::<S>() {
+            service.close().await;
+        }
+    })
+}
+
+/// Answers one request, containing a panicking handler as a `-32603` error.
+async fn answer<S: McpService>(service: &S, request: Request, cx: RequestContext) -> Message {
+    let id = request.id.clone();
+    let method_for_log = request.method.clone();
+    match AssertUnwindSafe(service.handle_request(request, cx))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(result)) => Message::result(id, result),
+        Ok(Err(error)) => Message::error(Some(id), error),
+        Err(_) => {
+            tracing::error!(method = %method_for_log, "MCP handler panicked");
+            Message::error(Some(id), ErrorObject::internal())
+        }
+    }
+}
+
+/// One POST being answered.
+struct Call {
+    mode: ResponseMode,
+    version: ProtocolVersion,
+    session: Option<Arc<Session>>,
+    timeout: Duration,
+}
+
+impl Call {
+    async fn run<M: MakeMcpService>(
+        self,
+        make: Arc<M>,
+        parts: http::request::Parts,
+        payload: Payload,
+    ) -> Response<Full<Bytes>> {
+        let existing = self
+            .session
+            .as_ref()
+            .filter(|s| s.is_initialized())
+            .map(|s| s.service::<M::Service>());
+        let (service, per_request) = match existing {
+            Some(Some(service)) => (service, false),
+            Some(None) => {
+                tracing::error!("session holds a server of another type");
+                return TransportError::new(TransportErrorKind::Internal).into_response();
+            }
+            None => {
+                let cx = SessionContext {
+                    session_id: self.session.as_ref().map(|s| s.id()),
+                    parts: &parts,
+                    protocol_version: self.version,
+                };
+                match make.make_service(&cx).await {
+                    Ok(service) => (Arc::new(service), true),
+                    Err(error) => {
+                        let id = payload.first_request_id().cloned();
+                        return respond(
+                            StatusCode::OK,
+                            Some(Outgoing::One(Message::error(id, error))),
+                        );
+                    }
+                }
+            }
+        };
+        let extensions = Arc::new(parts.extensions);
+        // A fresh instance on a session-bearing request is that session's `initialize`.
+        if per_request && payload.as_initialize().is_some() {
+            if let Some(session) = self.session.clone() {
+                return self.initialize(service, session, extensions, payload).await;
+            }
+        }
+        let batch = matches!(payload, Payload::Batch(_));
+        if !payload.has_requests() {
+            let context = self.context(extensions, Route::Standalone);
+            self.deliver(&service, payload, &context).await;
+            if per_request {
+                service.close().await;
+            }
+            return respond(StatusCode::ACCEPTED, None);
+        }
+        match self.mode {
+            ResponseMode::Json => {
+                let context = self.context(extensions, Route::Standalone);
+                let answers = self.deliver(&service, payload, &context).await;
+                if per_request {
+                    service.close().await;
+                }
+                let outgoing = match (batch, answers.len()) {
+                    (false, 1) => answers.into_iter().next().map(Outgoing::One),
+                    _ => Some(Outgoing::Batch(answers)),
+                };
+                respond(StatusCode::OK, outgoing)
+            }
+            ResponseMode::Sse => {
+                let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
+                let context = self.context(extensions, Route::Stream(tx.clone()));
+                // The handler outlives the connection: a client that drops the stream has not
+                // cancelled the request (it sends notifications/cancelled for that).
+                tokio::spawn(async move {
+                    let answers = self.deliver(&service, payload, &context).await;
+                    drop(context);
+                    for answer in answers {
+                        if tx.send(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                    if per_request {
+                        service.close().await;
+                    }
+                });
+                respond(
+                    StatusCode::OK,
+                    Some(Outgoing::Stream(MessageStream::new(rx))),
+                )
+            }
+        }
+    }
+
+    fn context(&self, extensions: Arc<http::Extensions>, route: Route) -> Context {
+        let peer = Peer::new(route, self.session.clone(), self.timeout);
+        Context::new(self.session.as_ref(), self.version, extensions, peer)
+    }
+
+    /// Hands every message of the payload to the service, in order, and collects the answers to
+    /// its requests.
+    async fn deliver<S: McpService>(
+        &self,
+        service: &S,
+        payload: Payload,
+        context: &Context,
+    ) -> Vec<Message> {
+        let messages = match payload {
+            Payload::Single(message) => vec![message],
+            Payload::Batch(messages) => messages,
+        };
+        let mut answers = Vec::new();
+        for message in messages {
+            match message {
+                Message::Request(request) => {
+                    let cx = RequestContext {
+                        id: request.id.clone(),
+                        progress_token: crate::jsonrpc::progress_token(request.params.as_ref())
+                            .cloned(),
+                        common: context.clone(),
+                    };
+                    answers.push(answer(service, request, cx).await);
+                }
+                Message::Notification(notification) => {
+                    let cx = NotificationContext {
+                        common: context.clone(),
+                    };
+                    let handled = AssertUnwindSafe(service.handle_notification(notification, cx))
+                        .catch_unwind()
+                        .await;
+                    if handled.is_err() {
+                        tracing::error!("MCP notification handler panicked");
+                    }
+                }
+                Message::Response(response) => self.route_answer(response.id, Ok(response.result)),
+                Message::Error(error) => match error.id {
+                    Some(id) => self.route_answer(id, Err(error.error)),
+                    None => {
+                        tracing::debug!(error = %error.error, "client sent an error without id")
+                    }
+                },
+            }
+        }
+        answers
+    }
+
+    fn route_answer(&self, id: crate::jsonrpc::Id, answer: Result<serde_json::Value, ErrorObject>) {
+        let delivered = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.complete_client_request(&id, answer));
+        if !delivered {
+            tracing::debug!(%id, "client answered a request nobody is waiting for");
+        }
+    }
+
+    /// Runs `initialize` inline and initializes the session only if it succeeds.
+    async fn initialize<S: McpService>(
+        self,
+        service: Arc<S>,
+        session: Arc<Session>,
+        extensions: Arc<http::Extensions>,
+        payload: Payload,
+    ) -> Response<Full<Bytes>> {
+        let Payload::Single(Message::Request(request)) = payload else {
+            return TransportError::new(TransportErrorKind::Internal).into_response();
+        };
+        let context = self.context(extensions, Route::Standalone);
+        let cx = RequestContext {
+            id: request.id.clone(),
+            progress_token: None,
+            common: context,
+        };
+        let answer = answer(&*service, request, cx).await;
+        match &answer {
+            Message::Response(response) => {
+                // The server's answer decides the revision (a proxied server negotiates itself).
+                let version = response
+                    .result
+                    .get("protocolVersion")
+                    .and_then(|v| v.as_str())
+                    .and_then(ProtocolVersion::parse)
+                    .unwrap_or(self.version);
+                session.initialize(version, service, close_erased::<S>);
+            }
+            _ => service.close().await,
+        }
+        respond(StatusCode::OK, Some(Outgoing::One(answer)))
+    }
+}

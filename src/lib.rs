@@ -1,0 +1,75 @@
+//! Model Context Protocol over HTTP as a stack of tower middleware.
+//!
+//! MCP hosts talk JSON-RPC 2.0 to MCP servers; over HTTP that is the *Streamable HTTP* transport:
+//! POST/GET/DELETE on one endpoint, `Mcp-Session-Id` sessions, JSON or Server-Sent-Events
+//! answers. This crate serves it as independent tower layers around an [`McpService`], so a host
+//! can take the whole stack ([`McpStack`]) or one layer alone, in axum or bare hyper.
+//!
+//! | module | layer | concern |
+//! |---|---|---|
+//! | [`error_map`] | [`JsonRpcErrorLayer`](error_map::JsonRpcErrorLayer) | typed rejections → HTTP status + JSON-RPC error body |
+//! | [`jsonrpc_body`] | [`JsonRpcBodyLayer`](jsonrpc_body::JsonRpcBodyLayer) | read and parse the body once (415, 400 `-32700`/`-32600`, 413) |
+//! | [`session`] | [`SessionLayer`](session::SessionLayer) | `Mcp-Session-Id`, DELETE, idle expiry, limits, protocol version |
+//! | [`sse`] | [`SseLayer`](sse::SseLayer) | SSE or JSON framing, priming, keep-alive, standalone GET stream |
+//! | [`endpoint`] | [`McpEndpoint`](endpoint::McpEndpoint) (service) | POST rules, 202, dispatch to the `McpService` |
+//!
+//! Layers hand typed values to each other through request and response extensions: the parsed
+//! [`Payload`](jsonrpc::Payload), the [`Session`](session::Session), the negotiated
+//! [`ProtocolVersion`], the [`Principal`] an auth layer found, and [`TransportError`] rejections.
+//!
+//! # Example: a hyper server
+//!
+//! ```no_run
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto::Builder;
+//! use hyper_util::service::TowerToHyperService;
+//! use mcp_tower_http::{McpStack, SessionContext, everything::EverythingServer};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! let service = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
+//!     .endpoint_path("/mcp")
+//!     .into_service();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     stream.set_nodelay(true)?;
+//!     let service = TowerToHyperService::new(service.clone());
+//!     tokio::spawn(async move {
+//!         let _ = Builder::new(TokioExecutor::new())
+//!             .serve_connection(TokioIo::new(stream), service)
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod macros;
+
+pub mod endpoint;
+pub mod error;
+pub mod error_map;
+pub mod everything;
+pub mod jsonrpc;
+pub mod jsonrpc_body;
+pub mod principal;
+pub mod protocol;
+pub mod service;
+pub mod session;
+pub mod sse;
+pub mod stack;
+
+pub use crate::error::{TransportError, TransportErrorKind};
+pub use crate::principal::Principal;
+pub use crate::protocol::ProtocolVersion;
+pub use crate::service::{
+    MakeMcpService, McpService, NotificationContext, Peer, RequestContext, SendError,
+    SessionContext,
+};
+pub use crate::stack::{McpHttpService, McpStack};
+
+/// A type-erased error, as tower and tower-http use.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

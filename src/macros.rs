@@ -1,0 +1,22 @@
+/// Generates `get_ref`, `get_mut` and `into_inner` for a middleware with an `inner` field, as
+/// tower-http does.
+macro_rules! define_inner_service_accessors {
+    () => {
+        /// Gets a reference to the inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// Gets a mutable reference to the inner service.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Consumes `self`, returning the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
+pub(crate) use define_inner_service_accessors;

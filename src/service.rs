@@ -1,0 +1,391 @@
+//! The inner MCP server the layers compose around.
+//!
+//! [`McpService`] handles JSON-RPC requests and notifications. [`MakeMcpService`] builds one
+//! instance per session (or per request when serving statelessly), the way tower's `MakeService`
+//! builds one service per connection. Sessions stay out of the handling trait: a handler sees a
+//! [`RequestContext`] that may or may not name a session, so a sessionless revision (2026-07-28)
+//! can drive the same trait, building an instance per request and closing it afterwards.
+//!
+//! # Generic, not boxed
+//!
+//! Both traits use `async fn`-style methods returning `impl Future + Send` and are consumed
+//! generically: the endpoint is `McpEndpoint<M: MakeMcpService>`, so a handler call is a direct,
+//! inlinable call with no `dyn` dispatch per message. The price is that these traits are not
+//! object-safe; a host that needs to pick a server at run time wraps its choices in an enum (one
+//! match per call) instead of a `Box<dyn McpService>`. Per session the instance is stored behind
+//! an `Arc` in the session table.
+//!
+//! # Example
+//!
+//! ```
+//! use mcp_tower_http::jsonrpc::{ErrorObject, Request};
+//! use mcp_tower_http::{McpService, RequestContext};
+//! use serde_json::{Value, json};
+//!
+//! struct Hello;
+//!
+//! impl McpService for Hello {
+//!     async fn handle_request(&self, request: Request, cx: RequestContext) -> Result<Value, ErrorObject> {
+//!         match request.method.as_str() {
+//!             "ping" => Ok(json!({})),
+//!             "tools/call" => {
+//!                 // Tell the client how far along we are, on this request's stream.
+//!                 cx.notify_progress(1.0, Some(1.0), None).await;
+//!                 Ok(json!({ "content": [{ "type": "text", "text": "hello" }] }))
+//!             }
+//!             other => Err(ErrorObject::method_not_found(other)),
+//!         }
+//!     }
+//! }
+//! ```
+
+use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Notification, Request};
+use crate::principal::Principal;
+use crate::protocol::ProtocolVersion;
+use crate::session::{Session, SessionId};
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// An MCP server: answers requests and takes notifications from one client.
+pub trait McpService: Send + Sync + 'static {
+    /// Answers one request with a result or a JSON-RPC error.
+    fn handle_request(
+        &self,
+        request: Request,
+        cx: RequestContext,
+    ) -> impl Future<Output = Result<Value, ErrorObject>> + Send;
+
+    /// Takes one notification. The default ignores it.
+    fn handle_notification(
+        &self,
+        notification: Notification,
+        cx: NotificationContext,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (notification, cx);
+        async {}
+    }
+
+    /// Called once when the session (or the stateless request) this instance served has ended:
+    /// release resources here (child processes, subscriptions). The default does nothing.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+impl<S: McpService> McpService for Arc<S> {
+    fn handle_request(
+        &self,
+        request: Request,
+        cx: RequestContext,
+    ) -> impl Future<Output = Result<Value, ErrorObject>> + Send {
+        (**self).handle_request(request, cx)
+    }
+
+    fn handle_notification(
+        &self,
+        notification: Notification,
+        cx: NotificationContext,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).handle_notification(notification, cx)
+    }
+
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        (**self).close()
+    }
+}
+
+/// Builds an [`McpService`] for a new session, from the HTTP request that opened it.
+///
+/// Closures `Fn(&SessionContext) -> S` implement it.
+pub trait MakeMcpService: Send + Sync + 'static {
+    /// The service built.
+    type Service: McpService;
+
+    /// Builds the service; an error is sent to the client as the `initialize` error.
+    fn make_service(
+        &self,
+        cx: &SessionContext<'_>,
+    ) -> impl Future<Output = Result<Self::Service, ErrorObject>> + Send;
+}
+
+impl<F, S> MakeMcpService for F
+where
+    F: Fn(&SessionContext<'_>) -> S + Send + Sync + 'static,
+    S: McpService,
+{
+    type Service = S;
+
+    fn make_service(
+        &self,
+        cx: &SessionContext<'_>,
+    ) -> impl Future<Output = Result<S, ErrorObject>> + Send {
+        std::future::ready(Ok(self(cx)))
+    }
+}
+
+/// What a [`MakeMcpService`] knows about the session it builds a service for.
+#[derive(Debug)]
+pub struct SessionContext<'a> {
+    pub(crate) session_id: Option<&'a SessionId>,
+    pub(crate) parts: &'a http::request::Parts,
+    pub(crate) protocol_version: ProtocolVersion,
+}
+
+impl<'a> SessionContext<'a> {
+    /// The new session's id; `None` when serving statelessly.
+    pub fn session_id(&self) -> Option<&'a SessionId> {
+        self.session_id
+    }
+
+    /// The HTTP request that opened the session (method, URI, headers, extensions).
+    pub fn request_parts(&self) -> &'a http::request::Parts {
+        self.parts
+    }
+
+    /// The authenticated principal an auth layer placed in the request extensions.
+    pub fn principal(&self) -> Option<&'a Principal> {
+        self.parts.extensions.get::<Principal>()
+    }
+
+    /// The protocol revision the transport would negotiate for this `initialize` (or assumes
+    /// for a stateless request).
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        self.protocol_version
+    }
+}
+
+/// Where messages a handler sends to the client go.
+#[derive(Clone, Debug)]
+pub(crate) enum Route {
+    /// The SSE stream of the HTTP request being answered.
+    Stream(mpsc::Sender<Message>),
+    /// The session's standalone GET stream, if one is attached (JSON-response mode, or messages
+    /// not related to a request).
+    Standalone,
+}
+
+/// A handle to the client for sending notifications and requests.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    route: Route,
+    session: Option<Arc<Session>>,
+    request_timeout: Duration,
+}
+
+/// Why a message could not be delivered to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The stream the message belongs to is gone (client disconnected, session ended).
+    Closed,
+    /// There is no stream to send it on (no standalone stream attached, or no session).
+    NoStream,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "the client stream is closed",
+            SendError::NoStream => "no client stream to send on",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl Peer {
+    pub(crate) fn new(route: Route, session: Option<Arc<Session>>, timeout: Duration) -> Self {
+        Self {
+            route,
+            session,
+            request_timeout: timeout,
+        }
+    }
+
+    /// Sends a message to the client: on the request's stream, else on the session's standalone
+    /// stream. Waits while the stream's bounded queue is full.
+    pub async fn send(&self, message: Message) -> Result<(), SendError> {
+        match &self.route {
+            Route::Stream(tx) => tx.send(message).await.map_err(|_| SendError::Closed),
+            Route::Standalone => match &self.session {
+                Some(session) => session.send_standalone(message).await,
+                None => Err(SendError::NoStream),
+            },
+        }
+    }
+
+    /// Sends a notification.
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), SendError> {
+        self.send(Message::notification(method, params)).await
+    }
+
+    /// Sends a request to the client (e.g. `sampling/createMessage`) and waits for its answer,
+    /// which the client POSTs back as a JSON-RPC response. Fails with `-32001` after the peer's
+    /// request timeout, and with `-32000` when the transport has no session to route the answer.
+    pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObject> {
+        let Some(session) = &self.session else {
+            return Err(ErrorObject::new(
+                ErrorCode::SERVER_ERROR,
+                "server-to-client requests need a session",
+            ));
+        };
+        let (id, answer) = session.expect_client_response();
+        let sent = self
+            .send(Message::request(id.clone(), method, params))
+            .await;
+        if sent.is_err() {
+            session.forget_client_request(&id);
+            return Err(ErrorObject::new(
+                ErrorCode::SERVER_ERROR,
+                "the client stream is closed",
+            ));
+        }
+        match tokio::time::timeout(self.request_timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ErrorObject::new(ErrorCode::SERVER_ERROR, "session ended")),
+            Err(_) => {
+                session.forget_client_request(&id);
+                Err(ErrorObject::new(
+                    ErrorCode::REQUEST_TIMEOUT,
+                    format!("the client did not answer {method} in time"),
+                ))
+            }
+        }
+    }
+}
+
+/// Everything a handler knows about the request it is answering.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub(crate) id: Id,
+    pub(crate) progress_token: Option<Value>,
+    pub(crate) common: Context,
+}
+
+/// Everything a handler knows about a notification.
+#[derive(Clone, Debug)]
+pub struct NotificationContext {
+    pub(crate) common: Context,
+}
+
+/// What request and notification contexts share.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    pub(crate) session_id: Option<SessionId>,
+    pub(crate) protocol_version: ProtocolVersion,
+    pub(crate) extensions: Arc<http::Extensions>,
+    pub(crate) peer: Peer,
+}
+
+impl Context {
+    pub(crate) fn new(
+        session: Option<&Arc<Session>>,
+        protocol_version: ProtocolVersion,
+        extensions: Arc<http::Extensions>,
+        peer: Peer,
+    ) -> Self {
+        Self {
+            session_id: session.map(|s| s.id().clone()),
+            protocol_version,
+            extensions,
+            peer,
+        }
+    }
+}
+
+macro_rules! context_accessors {
+    () => {
+        /// The session id; `None` when serving statelessly.
+        pub fn session_id(&self) -> Option<&SessionId> {
+            self.common.session_id.as_ref()
+        }
+
+        /// The negotiated protocol revision.
+        pub fn protocol_version(&self) -> ProtocolVersion {
+            self.common.protocol_version
+        }
+
+        /// The HTTP request extensions (e.g. values placed by outer layers).
+        pub fn extensions(&self) -> &http::Extensions {
+            &self.common.extensions
+        }
+
+        /// The authenticated principal, if an auth layer placed one.
+        pub fn principal(&self) -> Option<&Principal> {
+            self.common.extensions.get::<Principal>()
+        }
+
+        /// The handle for sending messages to the client.
+        pub fn peer(&self) -> &Peer {
+            &self.common.peer
+        }
+    };
+}
+
+impl RequestContext {
+    context_accessors!();
+
+    /// A context outside any transport, for testing an [`McpService`] directly: messages the
+    /// handler sends to the client arrive on the returned receiver (bounded by `capacity`).
+    /// There is no session, so [`Peer::request`] fails.
+    pub fn detached(
+        id: Id,
+        progress_token: Option<Value>,
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let peer = Peer::new(Route::Stream(tx), None, Duration::from_secs(60));
+        let common = Context::new(
+            None,
+            ProtocolVersion::LATEST,
+            Arc::new(http::Extensions::new()),
+            peer,
+        );
+        (
+            Self {
+                id,
+                progress_token,
+                common,
+            },
+            rx,
+        )
+    }
+
+    /// The id of the request being answered.
+    pub fn request_id(&self) -> &Id {
+        &self.id
+    }
+
+    /// The client's `params._meta.progressToken`, if it asked for progress.
+    pub fn progress_token(&self) -> Option<&Value> {
+        self.progress_token.as_ref()
+    }
+
+    /// Sends `notifications/progress` when the client asked for progress; otherwise does nothing.
+    /// Delivery failures are ignored: progress is advisory.
+    pub async fn notify_progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        let Some(token) = &self.progress_token else {
+            return;
+        };
+        let mut params = serde_json::Map::new();
+        params.insert("progressToken".into(), token.clone());
+        params.insert("progress".into(), progress.into());
+        if let Some(total) = total {
+            params.insert("total".into(), total.into());
+        }
+        if let Some(message) = message {
+            params.insert("message".into(), message.into());
+        }
+        let _ = self
+            .common
+            .peer
+            .notify("notifications/progress", Some(Value::Object(params)))
+            .await;
+    }
+}
+
+impl NotificationContext {
+    context_accessors!();
+}

@@ -1,0 +1,249 @@
+use super::future::ResponseFuture;
+use super::registry::{Session, SessionRegistry};
+use super::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use crate::error::{TransportError, TransportErrorKind};
+use crate::jsonrpc::{Id, Payload};
+use crate::principal::Principal;
+use crate::protocol::ProtocolVersion;
+use http::{Method, Request, Response};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{Layer, Service};
+
+/// The default idle timeout: 30 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Routes requests to sessions; see the [module docs](crate::session).
+#[derive(Clone, Debug)]
+pub struct SessionLayer {
+    registry: Arc<SessionRegistry>,
+    stateless: bool,
+    max_sessions: Option<usize>,
+    idle_timeout: Option<Duration>,
+    retry_after_secs: u32,
+}
+
+impl Default for SessionLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SessionLayer {
+    /// Stateful sessions, 30 min idle timeout, no session limit.
+    pub fn new() -> Self {
+        Self {
+            registry: Arc::new(SessionRegistry::new(None, Some(DEFAULT_IDLE_TIMEOUT))),
+            stateless: false,
+            max_sessions: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            retry_after_secs: 5,
+        }
+    }
+
+    fn rebuild(mut self) -> Self {
+        self.registry = Arc::new(SessionRegistry::new(self.max_sessions, self.idle_timeout));
+        self
+    }
+
+    /// Serves without sessions: no id is minted, a sent id is ignored, GET and DELETE get
+    /// 405 `Allow: POST`.
+    pub fn stateless(mut self, stateless: bool) -> Self {
+        self.stateless = stateless;
+        self
+    }
+
+    /// Closes sessions idle for longer than `timeout` with no stream attached; `None` keeps
+    /// them until DELETE.
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.idle_timeout = timeout.into().filter(|t| !t.is_zero());
+        self.rebuild()
+    }
+
+    /// Refuses `initialize` with 503 once `max` sessions are live.
+    pub fn max_sessions(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.max_sessions = max.into();
+        self.rebuild()
+    }
+
+    /// The `Retry-After` seconds sent with a 503 at the session limit (default 5).
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = secs;
+        self
+    }
+
+    /// The session table shared by the services this layer makes (for shutdown and metrics).
+    pub fn registry(&self) -> &Arc<SessionRegistry> {
+        &self.registry
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    inner: S,
+    layer: SessionLayer,
+}
+
+impl<S> SessionService<S> {
+    crate::macros::define_inner_service_accessors!();
+
+    /// The session table.
+    pub fn registry(&self) -> &Arc<SessionRegistry> {
+        &self.layer.registry
+    }
+}
+
+/// Reads `MCP-Protocol-Version`: `Ok(None)` when absent.
+fn header_version<B>(req: &Request<B>) -> Result<Option<ProtocolVersion>, TransportError> {
+    match req.headers().get(MCP_PROTOCOL_VERSION) {
+        None => Ok(None),
+        Some(value) => {
+            let text = value.to_str().unwrap_or("");
+            ProtocolVersion::parse(text)
+                .map(Some)
+                .ok_or_else(|| TransportError::unsupported_protocol_version(text))
+        }
+    }
+}
+
+fn check_batch(payload: Option<&Payload>, version: ProtocolVersion) -> Result<(), TransportError> {
+    match payload {
+        Some(Payload::Batch(_)) if !version.allows_batches() => Err(TransportError::new(
+            TransportErrorKind::InvalidRequest,
+        )
+        .with_message(format!(
+            "Invalid Request: batches are not supported at protocol revision {version}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        self.layer.registry.start_sweeper();
+        let payload = req.extensions().get::<Payload>();
+        let request_id: Option<Id> = payload.and_then(Payload::first_request_id).cloned();
+        let reject = |e: TransportError| ResponseFuture::reject(e.with_id(request_id.clone()));
+
+        if self.layer.stateless {
+            if req.method() != Method::POST {
+                return reject(TransportError::method_not_allowed("POST"));
+            }
+            let version = match header_version(&req) {
+                Ok(v) => v.unwrap_or(ProtocolVersion::FALLBACK),
+                Err(e) => return reject(e),
+            };
+            if let Err(e) = check_batch(payload, version) {
+                return reject(e);
+            }
+            req.extensions_mut().insert(version);
+            return ResponseFuture::inner(self.inner.call(req), None, None);
+        }
+
+        let session_header = req
+            .headers()
+            .get(MCP_SESSION_ID)
+            .map(|v| v.to_str().unwrap_or(""));
+        let subject = req
+            .extensions()
+            .get::<Principal>()
+            .map(|p| p.subject.clone());
+
+        if req.method() == Method::POST && session_header.is_none() {
+            let Some(payload) = payload else {
+                return reject(TransportError::new(TransportErrorKind::MissingSessionId));
+            };
+            if payload.contains_initialize() {
+                let Some(init) = payload.as_initialize() else {
+                    return reject(
+                        TransportError::new(TransportErrorKind::InvalidRequest).with_message(
+                            "Invalid Request: initialize must be sent alone, not in a batch",
+                        ),
+                    );
+                };
+                let requested = init
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("protocolVersion"))
+                    .and_then(|v| v.as_str());
+                let version = ProtocolVersion::negotiate(requested);
+                let Some(reservation) = self.layer.registry.reserve() else {
+                    return reject(TransportError::too_many_sessions(
+                        self.layer.retry_after_secs,
+                    ));
+                };
+                let session = Arc::new(Session::new(subject, version));
+                req.extensions_mut().insert(version);
+                req.extensions_mut().insert(session.clone());
+                let pending = (session, reservation, self.layer.registry.clone());
+                return ResponseFuture::inner(self.inner.call(req), Some(pending), None);
+            }
+            return reject(TransportError::new(TransportErrorKind::MissingSessionId));
+        }
+
+        let Some(id) = session_header else {
+            // GET (or another method) without a session.
+            return match *req.method() {
+                Method::GET | Method::DELETE => {
+                    reject(TransportError::new(TransportErrorKind::MissingSessionId))
+                }
+                _ => ResponseFuture::inner(self.inner.call(req), None, None),
+            };
+        };
+        let session = match self.layer.registry.get(id) {
+            // A session is bound to its creator: anyone else is told it does not exist.
+            Some(s) if !s.is_closed() && s.principal_subject() == subject.as_deref() => s,
+            _ => return reject(TransportError::new(TransportErrorKind::SessionNotFound)),
+        };
+        if let Err(e) = header_version(&req) {
+            return reject(e);
+        }
+        if let Some(payload) = payload {
+            if payload.contains_initialize() {
+                return reject(
+                    TransportError::new(TransportErrorKind::InvalidRequest)
+                        .with_message("Invalid Request: Server already initialized"),
+                );
+            }
+            if let Err(e) = check_batch(Some(payload), session.protocol_version()) {
+                return reject(e);
+            }
+        }
+        if req.method() == Method::DELETE {
+            let registry = self.layer.registry.clone();
+            let id = session.id().clone();
+            return ResponseFuture::terminate(Box::pin(async move {
+                registry.terminate(&id).await;
+            }));
+        }
+        let guard = session.attach();
+        req.extensions_mut().insert(session.protocol_version());
+        req.extensions_mut().insert(session);
+        ResponseFuture::inner(self.inner.call(req), None, Some(guard))
+    }
+}

@@ -1,0 +1,430 @@
+use crate::jsonrpc::{ErrorObject, Id, Message};
+use crate::protocol::ProtocolVersion;
+use crate::service::SendError;
+use serde_json::Value;
+use std::any::Any;
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A session id: 122 random bits in UUID v4 form, visible ASCII only.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    /// Mints a fresh id from the thread-local CSPRNG.
+    pub fn random() -> Self {
+        let bits: u128 = rand::random();
+        // UUID v4: version nibble 4, variant bits 10; the other 122 bits are random.
+        let v = (bits & !(0xF000u128 << 64) & !(0xC000u128 << 48))
+            | (0x4000u128 << 64)
+            | (0x8000u128 << 48);
+        let hex = format!("{v:032x}");
+        Self(
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[0..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..32]
+            )
+            .into(),
+        )
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for SessionId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.0)
+    }
+}
+
+/// Milliseconds since a process-wide epoch, for cheap atomic activity stamps.
+fn now_millis() -> u64 {
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+    Instant::now().saturating_duration_since(*EPOCH).as_millis() as u64
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short, non-async critical sections cannot leave the
+    // data half-updated in a way that matters more than losing the whole server.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The per-session server instance, type-erased so the session layer need not know the
+/// [`McpService`](crate::McpService) type.
+struct ServiceSlot {
+    instance: Arc<dyn Any + Send + Sync>,
+    close: fn(Arc<dyn Any + Send + Sync>) -> BoxFuture,
+}
+
+type ClientAnswer = oneshot::Sender<Result<Value, ErrorObject>>;
+
+/// One Streamable HTTP session.
+pub struct Session {
+    id: SessionId,
+    principal: Option<Arc<str>>,
+    protocol_version: AtomicU8,
+    last_activity: AtomicU64,
+    attached: AtomicUsize,
+    closed: AtomicBool,
+    initialized: AtomicBool,
+    standalone: Mutex<Option<mpsc::Sender<Message>>>,
+    client_requests: Mutex<HashMap<Id, ClientAnswer>>,
+    next_client_request: AtomicI64,
+    next_stream: AtomicU64,
+    service: OnceLock<ServiceSlot>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("protocol_version", &self.protocol_version())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(principal: Option<Arc<str>>, protocol_version: ProtocolVersion) -> Self {
+        Self {
+            id: SessionId::random(),
+            principal,
+            protocol_version: AtomicU8::new(protocol_version.to_u8()),
+            last_activity: AtomicU64::new(now_millis()),
+            attached: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            initialized: AtomicBool::new(false),
+            standalone: Mutex::new(None),
+            client_requests: Mutex::new(HashMap::new()),
+            next_client_request: AtomicI64::new(0),
+            next_stream: AtomicU64::new(1),
+            service: OnceLock::new(),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The subject of the principal that created the session, if it was authenticated.
+    pub fn principal_subject(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// The negotiated protocol revision.
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        ProtocolVersion::from_u8(self.protocol_version.load(Ordering::Relaxed))
+    }
+
+    /// `true` once the session has been terminated or expired.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Records the outcome of `initialize`: the revision the server answered with and the server
+    /// instance that will handle the session. Only an initialized session is registered.
+    pub(crate) fn initialize<S: Send + Sync + 'static>(
+        &self,
+        version: ProtocolVersion,
+        instance: Arc<S>,
+        close: fn(Arc<dyn Any + Send + Sync>) -> BoxFuture,
+    ) {
+        self.protocol_version
+            .store(version.to_u8(), Ordering::Relaxed);
+        let _ = self.service.set(ServiceSlot { instance, close });
+        self.initialized.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_initialized(&self) -> bool {
+        self.initialized.load(Ordering::Acquire)
+    }
+
+    /// The server instance of this session, if it is of type `S`.
+    pub(crate) fn service<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
+        self.service
+            .get()
+            .and_then(|slot| slot.instance.clone().downcast::<S>().ok())
+    }
+
+    /// Numbers a new POST response stream (0 is the standalone GET stream).
+    pub(crate) fn next_stream_id(&self) -> u64 {
+        self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_activity.store(now_millis(), Ordering::Relaxed);
+    }
+
+    fn idle_for(&self, now: u64) -> Duration {
+        Duration::from_millis(now.saturating_sub(self.last_activity.load(Ordering::Relaxed)))
+    }
+
+    /// Marks a request or stream as attached; the session cannot expire until the guard drops.
+    pub(crate) fn attach(self: &Arc<Self>) -> AttachGuard {
+        self.attached.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        AttachGuard(self.clone())
+    }
+
+    /// Opens the standalone GET stream; `None` when one is already attached.
+    pub(crate) fn open_standalone(&self, capacity: usize) -> Option<mpsc::Receiver<Message>> {
+        let mut slot = lock(&self.standalone);
+        if slot.as_ref().is_some_and(|tx| !tx.is_closed()) || self.is_closed() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(capacity);
+        *slot = Some(tx);
+        Some(rx)
+    }
+
+    /// Sends on the standalone stream, if one is attached.
+    pub(crate) async fn send_standalone(&self, message: Message) -> Result<(), SendError> {
+        let tx = lock(&self.standalone).clone();
+        match tx {
+            Some(tx) => tx.send(message).await.map_err(|_| SendError::Closed),
+            None => Err(SendError::NoStream),
+        }
+    }
+
+    /// Allocates an id for a server→client request and the receiver of its answer.
+    pub(crate) fn expect_client_response(
+        &self,
+    ) -> (Id, oneshot::Receiver<Result<Value, ErrorObject>>) {
+        let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
+        // A string id cannot collide with the client's own numeric ids in logs.
+        let id = Id::String(format!("srv-{n}").into());
+        let (tx, rx) = oneshot::channel();
+        lock(&self.client_requests).insert(id.clone(), tx);
+        (id, rx)
+    }
+
+    pub(crate) fn forget_client_request(&self, id: &Id) {
+        lock(&self.client_requests).remove(id);
+    }
+
+    /// Routes a client's answer to the server's waiting request; `false` if nobody waits for it.
+    pub(crate) fn complete_client_request(
+        &self,
+        id: &Id,
+        answer: Result<Value, ErrorObject>,
+    ) -> bool {
+        let waiter = lock(&self.client_requests).remove(id);
+        match waiter {
+            Some(tx) => tx.send(answer).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Ends the session: closes its streams, fails waiting server→client requests and closes the
+    /// server instance. Idempotent.
+    pub(crate) async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        lock(&self.standalone).take();
+        lock(&self.client_requests).clear();
+        if let Some(slot) = self.service.get() {
+            (slot.close)(slot.instance.clone()).await;
+        }
+    }
+}
+
+/// Keeps a session from expiring while a request or stream is attached.
+#[derive(Debug)]
+pub(crate) struct AttachGuard(Arc<Session>);
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        // The idle countdown starts when the last stream detaches.
+        self.0.touch();
+        self.0.attached.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The table of live sessions, shared by every clone of a [`SessionLayer`](super::SessionLayer).
+#[derive(Debug)]
+pub struct SessionRegistry {
+    sessions: Mutex<HashMap<SessionId, Arc<Session>>>,
+    /// Live sessions plus sessions being initialized, for the limit.
+    count: AtomicUsize,
+    max_sessions: Option<usize>,
+    idle_timeout: Option<Duration>,
+    sweeper_started: AtomicBool,
+}
+
+impl SessionRegistry {
+    pub(crate) fn new(max_sessions: Option<usize>, idle_timeout: Option<Duration>) -> Self {
+        Self {
+            sessions: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+            max_sessions,
+            idle_timeout,
+            sweeper_started: AtomicBool::new(false),
+        }
+    }
+
+    /// The number of live sessions.
+    pub fn len(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// `true` when no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Looks up a live session.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        lock(&self.sessions).get(id).cloned()
+    }
+
+    /// Reserves room for one more session; `None` at the limit.
+    pub(crate) fn reserve(self: &Arc<Self>) -> Option<Reservation> {
+        let reserved = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.max_sessions.is_some_and(|max| reserved > max) {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Reservation {
+            registry: Arc::downgrade(self),
+            used: false,
+        })
+    }
+
+    /// Registers an initialized session, using up its reservation.
+    pub(crate) fn insert(&self, mut reservation: Reservation, session: Arc<Session>) {
+        reservation.used = true;
+        lock(&self.sessions).insert(session.id().clone(), session);
+    }
+
+    /// Removes and closes a session; `false` if it was not live.
+    pub async fn terminate(&self, id: &str) -> bool {
+        let removed = lock(&self.sessions).remove(id);
+        match removed {
+            Some(session) => {
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                session.close().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes every session (graceful shutdown).
+    pub async fn close_all(&self) {
+        let all: Vec<_> = {
+            let mut map = lock(&self.sessions);
+            map.drain().map(|(_, s)| s).collect()
+        };
+        self.count.fetch_sub(all.len(), Ordering::AcqRel);
+        for session in all {
+            session.close().await;
+        }
+    }
+
+    /// Closes sessions idle for longer than the timeout with nothing attached.
+    pub async fn sweep_idle(&self) -> usize {
+        let Some(timeout) = self.idle_timeout else {
+            return 0;
+        };
+        let now = now_millis();
+        let expired: Vec<_> = {
+            let mut map = lock(&self.sessions);
+            let ids: Vec<SessionId> = map
+                .values()
+                .filter(|s| s.attached.load(Ordering::Acquire) == 0 && s.idle_for(now) > timeout)
+                .map(|s| s.id().clone())
+                .collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        self.count.fetch_sub(expired.len(), Ordering::AcqRel);
+        let n = expired.len();
+        for session in expired {
+            tracing::debug!(session = %session.id(), "session expired");
+            session.close().await;
+        }
+        n
+    }
+
+    /// Starts the background idle sweep once, on the current tokio runtime. The task holds only
+    /// a weak reference and stops when the registry is dropped.
+    pub(crate) fn start_sweeper(self: &Arc<Self>) {
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        if self.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeper_started.store(false, Ordering::Release);
+            return;
+        };
+        let period = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
+        let registry: Weak<Self> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(registry) = registry.upgrade() else {
+                    break;
+                };
+                registry.sweep_idle().await;
+            }
+        });
+    }
+}
+
+/// Room for one session, given back if the session never gets registered.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    registry: Weak<SessionRegistry>,
+    used: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.used {
+            if let Some(registry) = self.registry.upgrade() {
+                registry.count.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}

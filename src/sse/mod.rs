@@ -1,0 +1,109 @@
+//! Server-Sent Events framing of MCP responses, and the standalone GET stream.
+//!
+//! The endpoint below answers a POST with an [`Outgoing`] value in the response extensions: the
+//! complete answer, or a channel of messages (notifications and requests to the client, then the
+//! response). [`SseLayer`] turns it into the HTTP body:
+//!
+//! - SSE mode (default): `text/event-stream` with `event: message` frames, event ids
+//!   `<stream>/<seq>` (see [`EventId`]), a priming event (id, empty data) first for clients at
+//!   2025-11-25 or later, `: keepalive` comments (default every 15 s),
+//!   `Cache-Control: no-cache, no-transform` and `X-Accel-Buffering: no`.
+//! - JSON mode ([`SseLayer::json_response`]): one `application/json` body.
+//!
+//! It tells the endpoint which mode to produce through a [`ResponseMode`] request extension,
+//! checks `Accept` (406 unless a POST accepts both `application/json` and `text/event-stream`, or
+//! a GET accepts `text/event-stream`), and serves the standalone GET stream of a session (one
+//! per session; a second gets 409).
+//!
+//! # Example
+//!
+//! ```
+//! use mcp_tower_http::jsonrpc::{Id, Message};
+//! use mcp_tower_http::sse::{Outgoing, SseLayer};
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(SseLayer::new())
+//!     .service_fn(|_req: Request<Full<Bytes>>| async {
+//!         let mut response = Response::new(Full::<Bytes>::default());
+//!         let answer = Message::result(Id::Number(1), serde_json::json!({}));
+//!         response.extensions_mut().insert(Outgoing::One(answer));
+//!         Ok::<_, Infallible>(response)
+//!     });
+//!
+//! let request = Request::post("/mcp")
+//!     .header("accept", "application/json, text/event-stream")
+//!     .body(Full::<Bytes>::default())
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["content-type"], "text/event-stream; charset=utf-8");
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(&body[..], b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n");
+//! # }
+//! ```
+
+mod body;
+mod event;
+mod future;
+mod layer;
+
+pub use self::body::ResponseBody;
+pub use self::event::{EventId, EventStore, InvalidEventId};
+pub use self::future::ResponseFuture;
+pub use self::layer::{SseLayer, SseService};
+
+use crate::jsonrpc::Message;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The default interval of keep-alive comments.
+pub const DEFAULT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How the endpoint should shape its answer, decided by [`SseLayer`] and placed in the request
+/// extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Complete the answer before responding; it becomes one JSON body.
+    Json,
+    /// Stream messages as they are produced.
+    Sse,
+}
+
+/// An endpoint's answer to a POST, placed in the response extensions for [`SseLayer`].
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    /// One complete message.
+    One(Message),
+    /// The answers to a batch.
+    Batch(Vec<Message>),
+    /// Messages as the handler produces them.
+    Stream(MessageStream),
+}
+
+/// The receiving end of a response's messages; the stream ends when every sender is dropped.
+///
+/// Extensions must be `Clone`, so the receiver sits in a shared slot that the framing layer
+/// takes it from once.
+#[derive(Clone, Debug)]
+pub struct MessageStream(Arc<Mutex<Option<mpsc::Receiver<Message>>>>);
+
+impl MessageStream {
+    /// Wraps a receiver.
+    pub fn new(rx: mpsc::Receiver<Message>) -> Self {
+        Self(Arc::new(Mutex::new(Some(rx))))
+    }
+
+    /// Takes the receiver; `None` if it was taken already.
+    pub fn take(&self) -> Option<mpsc::Receiver<Message>> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+#[cfg(test)]
+mod tests;

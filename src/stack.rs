@@ -1,0 +1,279 @@
+//! [`McpStack`]: the standard Streamable HTTP stack in one expression.
+//!
+//! From the outside in:
+//!
+//! 1. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
+//! 2. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
+//! 3. [`JsonRpcBodyLayer`] parses the POST body once.
+//! 4. [`SessionLayer`] routes by `Mcp-Session-Id`.
+//! 5. [`SseLayer`] frames answers as SSE or JSON and serves the standalone GET stream.
+//! 6. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
+//!
+//! Security layers (CORS, Origin, auth) go outside this stack, so they see every request first.
+//!
+//! # Example
+//!
+//! ```
+//! use mcp_tower_http::{McpStack, SessionContext, everything::EverythingServer};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mcp = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
+//!     .session_idle_timeout(Duration::from_secs(600))
+//!     .max_sessions(10_000)
+//!     .into_service();
+//! // Mount it in axum beside the app's own routes:
+//! let app: axum::Router = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my app" }))
+//!     .route_service("/mcp", mcp);
+//! # let _ = app;
+//! # }
+//! ```
+
+use crate::endpoint::McpEndpoint;
+use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
+use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
+use crate::service::MakeMcpService;
+use crate::session::{SessionLayer, SessionRegistry, SessionService};
+use crate::sse::{SseLayer, SseService};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{Either, Full};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tower::{Service, ServiceBuilder};
+use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
+
+/// The default body limit: 10 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 10 * 1024 * 1024;
+
+/// Builds the standard stack around a [`MakeMcpService`]; see the [module docs](crate::stack).
+#[derive(Debug)]
+pub struct McpStack<M> {
+    make: M,
+    endpoint_path: Option<String>,
+    max_body_size: usize,
+    session: SessionLayer,
+    sse: SseLayer,
+    client_request_timeout: Duration,
+}
+
+impl<M: MakeMcpService> McpStack<M> {
+    /// The stack with defaults: sessions, SSE responses, 10 MiB bodies, 30 min idle timeout.
+    pub fn new(make: M) -> Self {
+        Self {
+            make,
+            endpoint_path: None,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            session: SessionLayer::new(),
+            sse: SseLayer::new(),
+            client_request_timeout: crate::endpoint::DEFAULT_CLIENT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Serves MCP only at `path` (query strings allowed), `GET /ping` with `pong`, and 404
+    /// elsewhere. Without it every request is an MCP request, as when mounted in a router.
+    pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
+        self.endpoint_path = Some(path.into());
+        self
+    }
+
+    /// Serves without sessions; see [`SessionLayer::stateless`].
+    pub fn stateless(mut self, stateless: bool) -> Self {
+        self.session = self.session.stateless(stateless);
+        self
+    }
+
+    /// Answers with one JSON body instead of SSE; see [`SseLayer::json_response`].
+    pub fn json_response(mut self, json: bool) -> Self {
+        self.sse = self.sse.json_response(json);
+        self
+    }
+
+    /// The body limit in bytes (default 10 MiB).
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// See [`SessionLayer::idle_timeout`].
+    pub fn session_idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.session = self.session.idle_timeout(timeout);
+        self
+    }
+
+    /// See [`SessionLayer::max_sessions`].
+    pub fn max_sessions(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.session = self.session.max_sessions(max);
+        self
+    }
+
+    /// See [`SseLayer::keep_alive`].
+    pub fn keep_alive(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.sse = self.sse.keep_alive(interval);
+        self
+    }
+
+    /// See [`McpEndpoint::client_request_timeout`].
+    pub fn client_request_timeout(mut self, timeout: Duration) -> Self {
+        self.client_request_timeout = timeout;
+        self
+    }
+
+    /// Composes the stack.
+    pub fn into_service(self) -> McpHttpService<M> {
+        let sessions = self.session.registry().clone();
+        let endpoint =
+            McpEndpoint::new(self.make).client_request_timeout(self.client_request_timeout);
+        let inner = ServiceBuilder::new()
+            .layer(JsonRpcErrorLayer::new())
+            .layer(RequestBodyLimitLayer::new(self.max_body_size))
+            .layer(JsonRpcBodyLayer::new())
+            .layer(self.session)
+            .layer(self.sse)
+            .service(endpoint);
+        McpHttpService {
+            inner,
+            sessions,
+            endpoint_path: self.endpoint_path.map(Arc::from),
+        }
+    }
+}
+
+type Inner<M> =
+    JsonRpcError<RequestBodyLimit<JsonRpcBody<SessionService<SseService<McpEndpoint<M>>>>>>;
+
+/// The composed stack made by [`McpStack::into_service`].
+pub struct McpHttpService<M> {
+    inner: Inner<M>,
+    sessions: Arc<SessionRegistry>,
+    endpoint_path: Option<Arc<str>>,
+}
+
+impl<M> Clone for McpHttpService<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            sessions: self.sessions.clone(),
+            endpoint_path: self.endpoint_path.clone(),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for McpHttpService<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpHttpService")
+            .field("endpoint_path", &self.endpoint_path)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> McpHttpService<M> {
+    /// The session table (for graceful shutdown: [`SessionRegistry::close_all`]).
+    pub fn sessions(&self) -> &Arc<SessionRegistry> {
+        &self.sessions
+    }
+}
+
+/// The body of the stack's own responses.
+pub type StackBody = crate::error_map::ResponseBody<
+    tower_http::limit::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
+>;
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::from(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    if !text.is_empty() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    response
+}
+
+impl<M, B> Service<Request<B>> for McpHttpService<M>
+where
+    M: MakeMcpService,
+    B: Body + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+    Inner<M>: Service<Request<B>, Response = Response<StackBody>, Error = Infallible>,
+{
+    type Response = Response<Either<StackBody, Full<Bytes>>>;
+    type Error = Infallible;
+    type Future = ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Request<B>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        if req.method() == Method::GET && path == "/ping" {
+            return ResponseFuture::ready(plain(StatusCode::OK, "pong"));
+        }
+        if let Some(endpoint) = &self.endpoint_path {
+            if path != &**endpoint {
+                return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
+            }
+        }
+        ResponseFuture {
+            kind: Kind::Inner {
+                future: self.inner.call(req),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`McpHttpService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Ready { response: Option<Response<Full<Bytes>>> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn ready(response: Response<Full<Bytes>>) -> Self {
+        Self {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, RB> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, Infallible>>,
+{
+    type Output = Result<Response<Either<RB, Full<Bytes>>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(response.map(Either::Left)))
+            }
+            KindProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response.map(Either::Right))),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
