@@ -22,23 +22,24 @@
 //! `Service::Future` type. That is one allocation per request, the same as axum's handlers.
 
 use crate::error::{TransportError, TransportErrorKind};
-use crate::jsonrpc::{ErrorObject, Message, Payload, Request};
+use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Payload, Request};
 use crate::protocol::ProtocolVersion;
 use crate::service::{
     Context, MakeMcpService, McpService, NotificationContext, Peer, RequestContext, Route,
     SessionContext,
 };
 use crate::session::Session;
-use crate::sse::{MessageStream, Outgoing, ResponseMode};
+use crate::sse::{MessageStream, Outgoing, ResponseMode, StreamEvent};
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::future::{Either, select};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -156,20 +157,51 @@ fn close_erased<S: McpService>(
     })
 }
 
-/// Answers one request, containing a panicking handler as a `-32603` error.
-async fn answer<S: McpService>(service: &S, request: Request, cx: RequestContext) -> Message {
+/// Answers one request, containing a panicking handler as a `-32603` error. `None` when the
+/// client cancelled it: the handler future is dropped and no answer is owed.
+async fn answer<S: McpService>(
+    service: &S,
+    request: Request,
+    cx: RequestContext,
+    session: Option<&Arc<Session>>,
+) -> Option<Message> {
     let id = request.id.clone();
     let method_for_log = request.method.clone();
-    match AssertUnwindSafe(service.handle_request(request, cx))
-        .catch_unwind()
-        .await
-    {
+    let handled = AssertUnwindSafe(service.handle_request(request, cx)).catch_unwind();
+    let outcome = match session {
+        Some(session) => {
+            let cancelled = session.register_running(&id);
+            let outcome = match select(pin!(handled), cancelled).await {
+                Either::Left((outcome, _)) => Some(outcome),
+                Either::Right((Ok(()), _)) => None,
+                // The session ended: nobody can cancel any more; finish the work.
+                Either::Right((Err(_), handled)) => Some(handled.await),
+            };
+            session.finish_running(&id);
+            outcome?
+        }
+        None => handled.await,
+    };
+    Some(match outcome {
         Ok(Ok(result)) => Message::result(id, result),
         Ok(Err(error)) => Message::error(Some(id), error),
         Err(_) => {
             tracing::error!(method = %method_for_log, "MCP handler panicked");
             Message::error(Some(id), ErrorObject::internal())
         }
+    })
+}
+
+/// The `requestId` of a `notifications/cancelled`.
+fn cancelled_request(notification: &crate::jsonrpc::Notification) -> Option<Id> {
+    if notification.method != "notifications/cancelled" {
+        return None;
+    }
+    let id = notification.params.as_ref()?.get("requestId")?;
+    match id {
+        serde_json::Value::Number(n) => n.as_i64().map(Id::Number),
+        serde_json::Value::String(s) => Some(Id::String(s.as_str().into())),
+        _ => None,
     }
 }
 
@@ -219,10 +251,11 @@ impl Call {
         };
         let extensions = Arc::new(parts.extensions);
         // A fresh instance on a session-bearing request is that session's `initialize`.
-        if per_request && payload.as_initialize().is_some() {
-            if let Some(session) = self.session.clone() {
-                return self.initialize(service, session, extensions, payload).await;
-            }
+        if per_request
+            && payload.as_initialize().is_some()
+            && let Some(session) = self.session.clone()
+        {
+            return self.initialize(service, session, extensions, payload).await;
         }
         let batch = matches!(payload, Payload::Batch(_));
         if !payload.has_requests() {
@@ -255,7 +288,7 @@ impl Call {
                     let answers = self.deliver(&service, payload, &context).await;
                     drop(context);
                     for answer in answers {
-                        if tx.send(answer).await.is_err() {
+                        if tx.send(StreamEvent::Message(answer)).await.is_err() {
                             break;
                         }
                     }
@@ -292,15 +325,31 @@ impl Call {
         for message in messages {
             match message {
                 Message::Request(request) => {
+                    let id = request.id.clone();
                     let cx = RequestContext {
                         id: request.id.clone(),
                         progress_token: crate::jsonrpc::progress_token(request.params.as_ref())
                             .cloned(),
                         common: context.clone(),
                     };
-                    answers.push(answer(service, request, cx).await);
+                    match answer(service, request, cx, self.session.as_ref()).await {
+                        Some(message) => answers.push(message),
+                        None if self.mode == ResponseMode::Json => {
+                            // A JSON response must carry something; a stream just ends.
+                            answers.push(Message::error(
+                                Some(id),
+                                ErrorObject::new(ErrorCode::SERVER_ERROR, "Request cancelled"),
+                            ));
+                        }
+                        None => {}
+                    }
                 }
                 Message::Notification(notification) => {
+                    if let (Some(id), Some(session)) =
+                        (cancelled_request(&notification), &self.session)
+                    {
+                        session.cancel_running(&id);
+                    }
                     let cx = NotificationContext {
                         common: context.clone(),
                     };
@@ -323,7 +372,7 @@ impl Call {
         answers
     }
 
-    fn route_answer(&self, id: crate::jsonrpc::Id, answer: Result<serde_json::Value, ErrorObject>) {
+    fn route_answer(&self, id: Id, answer: Result<serde_json::Value, ErrorObject>) {
         let delivered = self
             .session
             .as_ref()
@@ -350,7 +399,10 @@ impl Call {
             progress_token: None,
             common: context,
         };
-        let answer = answer(&*service, request, cx).await;
+        let Some(answer) = answer(&*service, request, cx, None).await else {
+            service.close().await;
+            return TransportError::new(TransportErrorKind::Internal).into_response();
+        };
         match &answer {
             Message::Response(response) => {
                 // The server's answer decides the revision (a proxied server negotiates itself).

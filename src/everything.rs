@@ -51,6 +51,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+/// How long a client waits before resuming after `test_reconnection` closes its connection.
+const RECONNECT_RETRY: Duration = Duration::from_millis(500);
+
 /// The `serverInfo.name` this server reports.
 pub const SERVER_NAME: &str = "mcp-tower-http-everything";
 
@@ -179,7 +182,10 @@ impl EverythingServer {
                 "This tool intentionally returns an error for testing",
             )),
             "test_reconnection" => {
-                // TODO(issue 3): close this request's SSE stream mid-call (SEP-1699) so the client reconnects.
+                // SEP-1699 polling: drop the client's connection mid-call; the result is stored and
+                // the client gets it by resuming with Last-Event-ID.
+                cx.peer().close_sse_stream(RECONNECT_RETRY).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 Ok(tool_result([text(
                     "Reconnection test completed successfully. If you received this, the client properly \
                      reconnected after stream closure.",
@@ -912,6 +918,7 @@ static PROMPTS: LazyLock<Value> = LazyLock::new(|| {
 mod tests {
     use super::*;
     use crate::jsonrpc::{ErrorCode, Id, Message};
+    use crate::sse::StreamEvent;
     use tokio::sync::mpsc;
 
     fn request(method: &str, params: Value) -> Request {
@@ -929,12 +936,14 @@ mod tests {
         params: Value,
         progress_token: Option<Value>,
     ) -> (Result<Value, ErrorObject>, Vec<Message>) {
-        let (cx, mut rx): (_, mpsc::Receiver<Message>) =
+        let (cx, mut rx): (_, mpsc::Receiver<StreamEvent>) =
             RequestContext::detached(Id::Number(1), progress_token, 32);
         let answer = server.handle_request(request(method, params), cx).await;
         let mut sent = Vec::new();
-        while let Ok(message) = rx.try_recv() {
-            sent.push(message);
+        while let Ok(event) = rx.try_recv() {
+            if let StreamEvent::Message(message) = event {
+                sent.push(message);
+            }
         }
         (answer, sent)
     }

@@ -43,6 +43,7 @@ use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Notification, Request}
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
 use crate::session::{Session, SessionId};
+use crate::sse::StreamEvent;
 use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
@@ -161,7 +162,7 @@ impl<'a> SessionContext<'a> {
 #[derive(Clone, Debug)]
 pub(crate) enum Route {
     /// The SSE stream of the HTTP request being answered.
-    Stream(mpsc::Sender<Message>),
+    Stream(mpsc::Sender<StreamEvent>),
     /// The session's standalone GET stream, if one is attached (JSON-response mode, or messages
     /// not related to a request).
     Standalone,
@@ -180,8 +181,10 @@ pub struct Peer {
 pub enum SendError {
     /// The stream the message belongs to is gone (client disconnected, session ended).
     Closed,
-    /// There is no stream to send it on (no standalone stream attached, or no session).
+    /// There is no stream to send it on (serving without a session).
     NoStream,
+    /// The session's buffer for the standalone stream is full; the message was dropped.
+    Full,
 }
 
 impl std::fmt::Display for SendError {
@@ -189,6 +192,7 @@ impl std::fmt::Display for SendError {
         f.write_str(match self {
             SendError::Closed => "the client stream is closed",
             SendError::NoStream => "no client stream to send on",
+            SendError::Full => "the client's message buffer is full",
         })
     }
 }
@@ -204,15 +208,38 @@ impl Peer {
         }
     }
 
-    /// Sends a message to the client: on the request's stream, else on the session's standalone
-    /// stream. Waits while the stream's bounded queue is full.
+    /// Sends a message to the client: on the request's stream (waiting while its bounded queue
+    /// is full), else on the session's standalone stream (dropping the message if that stream's
+    /// buffer is full, see [`SendError::Full`]).
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
         match &self.route {
-            Route::Stream(tx) => tx.send(message).await.map_err(|_| SendError::Closed),
+            Route::Stream(tx) => tx
+                .send(StreamEvent::Message(message))
+                .await
+                .map_err(|_| SendError::Closed),
             Route::Standalone => match &self.session {
-                Some(session) => session.send_standalone(message).await,
+                Some(session) => session.send_standalone(message),
                 None => Err(SendError::NoStream),
             },
+        }
+    }
+
+    /// A handle for messages not related to the current request: they go to the session's
+    /// standalone GET stream (e.g. `notifications/tools/list_changed`).
+    pub fn standalone(&self) -> Peer {
+        Peer {
+            route: Route::Standalone,
+            session: self.session.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    /// Closes the client's connection of the current request's SSE stream after telling it to
+    /// reconnect in `retry`; the stream goes on and the client resumes it with `Last-Event-ID`
+    /// (2025-11-25 polling). Does nothing outside an SSE response or without an event store.
+    pub async fn close_sse_stream(&self, retry: Duration) {
+        if let Route::Stream(tx) = &self.route {
+            let _ = tx.send(StreamEvent::CloseConnection { retry }).await;
         }
     }
 
@@ -334,7 +361,7 @@ impl RequestContext {
         id: Id,
         progress_token: Option<Value>,
         capacity: usize,
-    ) -> (Self, mpsc::Receiver<Message>) {
+    ) -> (Self, mpsc::Receiver<StreamEvent>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let peer = Peer::new(Route::Stream(tx), None, Duration::from_secs(60));
         let common = Context::new(

@@ -219,10 +219,10 @@ where
         if req.method() == Method::GET && path == "/ping" {
             return ResponseFuture::ready(plain(StatusCode::OK, "pong"));
         }
-        if let Some(endpoint) = &self.endpoint_path {
-            if path != &**endpoint {
-                return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
-            }
+        if let Some(endpoint) = &self.endpoint_path
+            && path != &**endpoint
+        {
+            return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
         }
         ResponseFuture {
             kind: Kind::Inner {

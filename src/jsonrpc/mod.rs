@@ -215,13 +215,13 @@ impl Message {
                 return Err(ShapeError::new(id_for_error, "\"method\" must be a string"));
             };
             let params = object.remove("params");
-            if let Some(p) = &params {
-                if !(p.is_object() || p.is_array()) {
-                    return Err(ShapeError::new(
-                        id_for_error,
-                        "\"params\" must be an object or an array",
-                    ));
-                }
+            if let Some(p) = &params
+                && !(p.is_object() || p.is_array())
+            {
+                return Err(ShapeError::new(
+                    id_for_error,
+                    "\"params\" must be an object or an array",
+                ));
             }
             return match id {
                 None => Ok(Message::Notification(Notification { method, params })),

@@ -83,13 +83,14 @@ where
             } => {
                 let mut response = ready!(future.poll(cx))?;
                 guard.take();
-                if let Some((session, reservation, registry)) = pending.take() {
-                    if session.is_initialized() && response.status().is_success() {
-                        if let Ok(value) = HeaderValue::from_str(session.id()) {
-                            response.headers_mut().insert(MCP_SESSION_ID, value);
-                        }
-                        registry.insert(reservation, session);
+                if let Some((session, reservation, registry)) = pending.take()
+                    && session.is_initialized()
+                    && response.status().is_success()
+                {
+                    if let Ok(value) = HeaderValue::from_str(session.id()) {
+                        response.headers_mut().insert(MCP_SESSION_ID, value);
                     }
+                    registry.insert(reservation, session);
                 }
                 Poll::Ready(Ok(response))
             }

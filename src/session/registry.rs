@@ -1,6 +1,7 @@
 use crate::jsonrpc::{ErrorObject, Id, Message};
 use crate::protocol::ProtocolVersion;
 use crate::service::SendError;
+use crate::sse::StreamEvent;
 use serde_json::Value;
 use std::any::Any;
 use std::borrow::Borrow;
@@ -40,6 +41,11 @@ impl SessionId {
             )
             .into(),
         )
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_raw(s: &str) -> Self {
+        Self(s.into())
     }
 
     /// The id as a string.
@@ -94,6 +100,21 @@ struct ServiceSlot {
 
 type ClientAnswer = oneshot::Sender<Result<Value, ErrorObject>>;
 
+/// Work to do when a session ends (freeing its stored events, ...).
+pub(crate) type CloseHook = Box<dyn FnOnce() -> BoxFuture + Send>;
+
+/// How many messages unrelated to a request may wait for the standalone GET stream. When full,
+/// new messages are dropped (and logged): a client without a GET stream must not make the
+/// server's handlers wait or its memory grow.
+pub(crate) const STANDALONE_CAPACITY: usize = 64;
+
+/// The standalone GET stream's channel, created on first use.
+#[derive(Debug, Default)]
+struct Standalone {
+    tx: Option<mpsc::Sender<StreamEvent>>,
+    rx: Option<mpsc::Receiver<StreamEvent>>,
+}
+
 /// One Streamable HTTP session.
 pub struct Session {
     id: SessionId,
@@ -103,8 +124,11 @@ pub struct Session {
     attached: AtomicUsize,
     closed: AtomicBool,
     initialized: AtomicBool,
-    standalone: Mutex<Option<mpsc::Sender<Message>>>,
+    standalone: Mutex<Standalone>,
     client_requests: Mutex<HashMap<Id, ClientAnswer>>,
+    running: Mutex<HashMap<Id, oneshot::Sender<()>>>,
+    close_hooks: Mutex<Vec<CloseHook>>,
+    events_stored: AtomicBool,
     next_client_request: AtomicI64,
     next_stream: AtomicU64,
     service: OnceLock<ServiceSlot>,
@@ -130,8 +154,11 @@ impl Session {
             attached: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             initialized: AtomicBool::new(false),
-            standalone: Mutex::new(None),
+            standalone: Mutex::new(Standalone::default()),
             client_requests: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            close_hooks: Mutex::new(Vec::new()),
+            events_stored: AtomicBool::new(false),
             next_client_request: AtomicI64::new(0),
             next_stream: AtomicU64::new(1),
             service: OnceLock::new(),
@@ -203,24 +230,82 @@ impl Session {
         AttachGuard(self.clone())
     }
 
-    /// Opens the standalone GET stream; `None` when one is already attached.
-    pub(crate) fn open_standalone(&self, capacity: usize) -> Option<mpsc::Receiver<Message>> {
-        let mut slot = lock(&self.standalone);
-        if slot.as_ref().is_some_and(|tx| !tx.is_closed()) || self.is_closed() {
+    /// Takes the receiving end of the standalone stream (creating it on first use); `None` while
+    /// another connection or pump holds it, or once the session has ended.
+    pub(crate) fn take_standalone(&self) -> Option<mpsc::Receiver<StreamEvent>> {
+        if self.is_closed() {
             return None;
         }
-        let (tx, rx) = mpsc::channel(capacity);
-        *slot = Some(tx);
-        Some(rx)
+        let mut standalone = lock(&self.standalone);
+        if standalone.tx.is_none() {
+            let (tx, rx) = mpsc::channel(STANDALONE_CAPACITY);
+            standalone.tx = Some(tx);
+            standalone.rx = Some(rx);
+        }
+        standalone.rx.take()
     }
 
-    /// Sends on the standalone stream, if one is attached.
-    pub(crate) async fn send_standalone(&self, message: Message) -> Result<(), SendError> {
-        let tx = lock(&self.standalone).clone();
-        match tx {
-            Some(tx) => tx.send(message).await.map_err(|_| SendError::Closed),
-            None => Err(SendError::NoStream),
+    /// Gives the standalone receiver back when its connection ends, keeping what is queued.
+    pub(crate) fn return_standalone(&self, rx: mpsc::Receiver<StreamEvent>) {
+        let mut standalone = lock(&self.standalone);
+        if standalone.tx.is_some() {
+            standalone.rx = Some(rx);
         }
+    }
+
+    /// Queues a message for the standalone stream without waiting; see [`STANDALONE_CAPACITY`].
+    pub(crate) fn send_standalone(&self, message: Message) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let mut standalone = lock(&self.standalone);
+        if standalone.tx.is_none() {
+            let (tx, rx) = mpsc::channel(STANDALONE_CAPACITY);
+            standalone.tx = Some(tx);
+            standalone.rx = Some(rx);
+        }
+        let Some(tx) = standalone.tx.as_ref() else {
+            return Err(SendError::Closed);
+        };
+        match tx.try_send(StreamEvent::Message(message)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(session = %self.id, "standalone stream buffer full; message dropped");
+                Err(SendError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+        }
+    }
+
+    /// Registers a running request so `notifications/cancelled` can stop it.
+    pub(crate) fn register_running(&self, id: &Id) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.running).insert(id.clone(), tx);
+        rx
+    }
+
+    pub(crate) fn finish_running(&self, id: &Id) {
+        lock(&self.running).remove(id);
+    }
+
+    /// Cancels a running request; `false` if none runs with that id.
+    pub(crate) fn cancel_running(&self, id: &Id) -> bool {
+        let handle = lock(&self.running).remove(id);
+        handle.is_some_and(|tx| tx.send(()).is_ok())
+    }
+
+    /// `true` the first time it is called: the caller then arranges to free stored events.
+    pub(crate) fn mark_events_stored(&self) -> bool {
+        !self.events_stored.swap(true, Ordering::AcqRel)
+    }
+
+    /// Runs `hook` when the session ends (at once if it has ended).
+    pub(crate) fn on_close(&self, hook: CloseHook) {
+        if self.is_closed() {
+            tokio::spawn(hook());
+            return;
+        }
+        lock(&self.close_hooks).push(hook);
     }
 
     /// Allocates an id for a server→client request and the receiver of its answer.
@@ -258,10 +343,15 @@ impl Session {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        lock(&self.standalone).take();
+        *lock(&self.standalone) = Standalone::default();
         lock(&self.client_requests).clear();
+        lock(&self.running).clear();
         if let Some(slot) = self.service.get() {
             (slot.close)(slot.instance.clone()).await;
+        }
+        let hooks = std::mem::take(&mut *lock(&self.close_hooks));
+        for hook in hooks {
+            hook().await;
         }
     }
 }
@@ -269,6 +359,12 @@ impl Session {
 /// Keeps a session from expiring while a request or stream is attached.
 #[derive(Debug)]
 pub(crate) struct AttachGuard(Arc<Session>);
+
+impl AttachGuard {
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.0
+    }
+}
 
 impl Drop for AttachGuard {
     fn drop(&mut self) {
@@ -421,10 +517,10 @@ pub(crate) struct Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.used {
-            if let Some(registry) = self.registry.upgrade() {
-                registry.count.fetch_sub(1, Ordering::AcqRel);
-            }
+        if !self.used
+            && let Some(registry) = self.registry.upgrade()
+        {
+            registry.count.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

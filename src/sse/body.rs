@@ -1,11 +1,12 @@
-use super::event::{EventId, KEEP_ALIVE, encode_message, encode_priming};
-use crate::jsonrpc::Message;
+use super::StreamEvent;
+use super::event::{KEEP_ALIVE, encode_message};
+use super::pump;
 use crate::session::AttachGuard;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval};
@@ -97,96 +98,121 @@ where
     }
 }
 
-/// Numbers the events of one stream.
+/// Where a live stream's frames come from.
 #[derive(Debug)]
-pub(crate) struct EventIds {
-    stream: u64,
-    next_seq: u64,
+pub(crate) enum Source {
+    /// Events straight from the handler, encoded here (no event store: nothing to resume).
+    Events(mpsc::Receiver<StreamEvent>),
+    /// Frames from the stream's pump; frames up to `skip_through` were already replayed.
+    Frames {
+        rx: mpsc::Receiver<pump::Frame>,
+        skip_through: Option<u64>,
+    },
 }
 
-impl EventIds {
-    pub(crate) fn new(stream: u64) -> Self {
-        Self {
-            stream,
-            next_seq: 0,
-        }
-    }
-
-    pub(crate) fn next_id(&mut self) -> EventId {
-        let id = EventId {
-            stream: self.stream,
-            seq: self.next_seq,
-        };
-        self.next_seq += 1;
-        id
-    }
-}
-
-/// Encodes messages as SSE frames as they arrive, with keep-alive comments in between.
+/// Encodes or forwards SSE frames as they arrive, with keep-alive comments in between.
 #[derive(Debug)]
 pub(crate) struct EventStream {
-    rx: mpsc::Receiver<Message>,
-    ids: Option<EventIds>,
-    first: Option<Bytes>,
+    prefix: Option<Bytes>,
+    source: Option<Source>,
     keep_alive: Option<Interval>,
     // The session cannot expire while this stream is attached.
-    _guard: Option<AttachGuard>,
+    guard: Option<AttachGuard>,
+    /// A standalone stream read directly gives its receiver back to the session when it ends.
+    returns_standalone: bool,
 }
 
 impl EventStream {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Message>,
-        mut ids: Option<EventIds>,
-        priming: bool,
+        source: Source,
+        prefix: Option<Bytes>,
         keep_alive: Option<Duration>,
         guard: Option<AttachGuard>,
     ) -> Self {
-        let first = match (&mut ids, priming) {
-            (Some(ids), true) => {
-                let mut buf = BytesMut::with_capacity(32);
-                encode_priming(&mut buf, ids.next_id());
-                Some(buf.freeze())
-            }
-            _ => None,
-        };
         let keep_alive = keep_alive.filter(|d| !d.is_zero()).map(|period| {
             let mut interval = tokio::time::interval_at(Instant::now() + period, period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             interval
         });
         Self {
-            rx,
-            ids,
-            first,
+            prefix: prefix.filter(|p| !p.is_empty()),
+            source: Some(source),
             keep_alive,
-            _guard: guard,
+            guard,
+            returns_standalone: false,
+        }
+    }
+
+    /// Marks a standalone stream read without a pump: its receiver goes back to the session.
+    pub(crate) fn returning_standalone(mut self) -> Self {
+        self.returns_standalone = true;
+        self
+    }
+
+    fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            let Some(source) = &mut self.source else {
+                return Poll::Ready(None);
+            };
+            match source {
+                Source::Events(rx) => {
+                    let Some(event) = ready!(rx.poll_recv(cx)) else {
+                        return Poll::Ready(None);
+                    };
+                    let StreamEvent::Message(message) = event else {
+                        // Closing the connection only makes sense when the client can resume.
+                        continue;
+                    };
+                    let mut buf = BytesMut::with_capacity(128);
+                    encode_message(&mut buf, None, &message);
+                    // Drain what is already queued into the same frame: fewer, larger writes.
+                    while buf.len() < 16 * 1024 {
+                        match rx.try_recv() {
+                            Ok(StreamEvent::Message(message)) => {
+                                encode_message(&mut buf, None, &message)
+                            }
+                            Ok(StreamEvent::CloseConnection { .. }) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    return Poll::Ready(Some(buf.freeze()));
+                }
+                Source::Frames { rx, skip_through } => {
+                    let Some(frame) = ready!(rx.poll_recv(cx)) else {
+                        return Poll::Ready(None);
+                    };
+                    if let (Some(seq), Some(skip)) = (frame.seq, *skip_through)
+                        && seq <= skip
+                    {
+                        continue;
+                    }
+                    return Poll::Ready(Some(frame.bytes));
+                }
+            }
         }
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(first));
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(prefix));
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(message)) => {
-                let mut buf = BytesMut::with_capacity(128);
-                let id = self.ids.as_mut().map(EventIds::next_id);
-                encode_message(&mut buf, id, &message);
-                // Drain what is already queued into the same frame: fewer, larger writes.
-                while buf.len() < 16 * 1024 {
-                    let Ok(message) = self.rx.try_recv() else {
-                        break;
-                    };
-                    let id = self.ids.as_mut().map(EventIds::next_id);
-                    encode_message(&mut buf, id, &message);
-                }
-                Poll::Ready(Some(buf.freeze()))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
+        match self.poll_source(cx) {
+            Poll::Ready(item) => Poll::Ready(item),
             Poll::Pending => match self.keep_alive.as_mut().map(|i| i.poll_tick(cx)) {
                 Some(Poll::Ready(_)) => Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE))),
                 _ => Poll::Pending,
             },
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if !self.returns_standalone {
+            return;
+        }
+        if let (Some(Source::Events(rx)), Some(guard)) = (self.source.take(), &self.guard) {
+            guard.session().return_standalone(rx);
         }
     }
 }

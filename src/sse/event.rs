@@ -94,6 +94,24 @@ pub(crate) fn encode_message(buf: &mut BytesMut, id: Option<EventId>, message: &
     buf.put_slice(b"\n\n");
 }
 
+/// Appends one `event: message` frame around already-serialized JSON.
+pub(crate) fn encode_data(buf: &mut BytesMut, id: Option<EventId>, json: &[u8]) {
+    buf.put_slice(b"event: message\n");
+    if let Some(id) = id {
+        put_id(buf, id);
+    }
+    buf.put_slice(b"data: ");
+    buf.put_slice(json);
+    buf.put_slice(b"\n\n");
+}
+
+/// Appends a `retry:` field, sent before the server closes a connection it expects the client to
+/// resume (2025-11-25 polling).
+pub(crate) fn encode_retry(buf: &mut BytesMut, retry: std::time::Duration) {
+    use std::fmt::Write;
+    let _ = write!(WriteBuf(buf), "retry: {}\n\n", retry.as_millis());
+}
+
 /// Appends a priming event: an id and empty data, so the client has a resume point at once.
 pub(crate) fn encode_priming(buf: &mut BytesMut, id: EventId) {
     put_id(buf, id);

@@ -26,6 +26,9 @@ pin_project! {
         Ready {
             response: Option<Response<ResponseBody<B>>>,
         },
+        Boxed {
+            future: Pin<Box<dyn Future<Output = Response<ResponseBody<B>>> + Send>>,
+        },
     }
 }
 
@@ -44,6 +47,14 @@ impl<F, B> ResponseFuture<F, B> {
             kind: Kind::Ready {
                 response: Some(response),
             },
+        }
+    }
+
+    pub(super) fn boxed(
+        future: Pin<Box<dyn Future<Output = Response<ResponseBody<B>>> + Send>>,
+    ) -> Self {
+        Self {
+            kind: Kind::Boxed { future },
         }
     }
 
@@ -71,6 +82,7 @@ where
                 Some(response) => Poll::Ready(Ok(response)),
                 None => Poll::Pending,
             },
+            KindProj::Boxed { future } => future.as_mut().poll(cx).map(Ok),
         }
     }
 }

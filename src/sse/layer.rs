@@ -1,23 +1,29 @@
-use super::body::{EventIds, EventStream, ResponseBody};
-use super::event::{EventId, encode_message, encode_priming};
+use super::body::{EventStream, ResponseBody, Source};
+use super::event::{
+    EventId, EventStore, encode_data, encode_json_batch, encode_message, encode_priming,
+};
 use super::future::ResponseFuture;
-use super::{DEFAULT_KEEP_ALIVE, Outgoing, ResponseMode};
+use super::pump::Streams;
+use super::store::InMemoryEventStore;
+use super::{DEFAULT_KEEP_ALIVE, MessageStream, Outgoing, ResponseMode, StreamEvent};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::protocol::ProtocolVersion;
 use crate::session::Session;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tower::{Layer, Service};
 
 /// Frames MCP answers as SSE or JSON; see the [module docs](crate::sse).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SseLayer {
-    pub(super) json_response: bool,
-    pub(super) keep_alive: Option<Duration>,
-    pub(super) standalone_capacity: usize,
+    json_response: bool,
+    keep_alive: Option<Duration>,
+    connection_capacity: usize,
+    streams: Option<Arc<Streams>>,
 }
 
 impl Default for SseLayer {
@@ -27,13 +33,45 @@ impl Default for SseLayer {
 }
 
 impl SseLayer {
-    /// SSE responses with keep-alive comments every 15 s.
+    /// SSE responses with keep-alive comments every 15 s, resumable from an
+    /// [`InMemoryEventStore`] with its default bounds.
     pub fn new() -> Self {
         Self {
             json_response: false,
             keep_alive: Some(DEFAULT_KEEP_ALIVE),
-            standalone_capacity: 64,
+            connection_capacity: DEFAULT_CONNECTION_CAPACITY,
+            streams: None,
         }
+        .event_store(InMemoryEventStore::new())
+    }
+
+    /// Stores events in `store` so clients can resume streams with `Last-Event-ID`.
+    pub fn event_store(mut self, store: impl EventStore) -> Self {
+        self.streams = Some(Arc::new(Streams::new(
+            Arc::new(store),
+            self.connection_capacity,
+        )));
+        self
+    }
+
+    /// Serves without resumability: no event ids, no priming events, `Last-Event-ID` gets 400,
+    /// and a slow reader makes the handler wait instead of being disconnected.
+    pub fn without_event_store(mut self) -> Self {
+        self.streams = None;
+        self
+    }
+
+    /// How many frames may queue for one client connection. With an event store, a client that
+    /// lets its queue fill (it stopped reading) is disconnected and resumes from the store.
+    pub fn connection_capacity(mut self, capacity: usize) -> Self {
+        self.connection_capacity = capacity.max(1);
+        if let Some(streams) = &self.streams {
+            self.streams = Some(Arc::new(Streams::new(
+                streams.store.clone(),
+                self.connection_capacity,
+            )));
+        }
+        self
     }
 
     /// Answers POSTs with one `application/json` body instead of an SSE stream. Messages a
@@ -46,12 +84,6 @@ impl SseLayer {
     /// The interval of `: keepalive` comments on idle streams; `None` or zero disables them.
     pub fn keep_alive(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.keep_alive = interval.into().filter(|d| !d.is_zero());
-        self
-    }
-
-    /// How many messages may queue for the standalone GET stream before senders wait.
-    pub fn standalone_capacity(mut self, capacity: usize) -> Self {
-        self.standalone_capacity = capacity.max(1);
         self
     }
 
@@ -70,7 +102,7 @@ impl<S> Layer<S> for SseLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SseService {
             inner,
-            layer: *self,
+            layer: self.clone(),
         }
     }
 }
@@ -126,10 +158,11 @@ pub(super) fn json_headers(headers: &mut HeaderMap) {
 /// What the response future needs to frame the endpoint's answer.
 #[derive(Debug)]
 pub(super) struct Framing {
-    pub(super) mode: ResponseMode,
-    pub(super) session: Option<Arc<Session>>,
-    pub(super) version: ProtocolVersion,
-    pub(super) keep_alive: Option<Duration>,
+    mode: ResponseMode,
+    session: Option<Arc<Session>>,
+    version: ProtocolVersion,
+    keep_alive: Option<Duration>,
+    streams: Option<Arc<Streams>>,
 }
 
 impl Framing {
@@ -139,63 +172,88 @@ impl Framing {
         let Some(outgoing) = parts.extensions.remove::<Outgoing>() else {
             return Response::from_parts(parts, ResponseBody::inner(body));
         };
-        let priming = self.session.is_some() && self.version.sends_priming_event();
-        let body = match (outgoing, self.mode) {
-            (Outgoing::One(message), ResponseMode::Json) => {
+        if self.mode == ResponseMode::Json {
+            let json = match outgoing {
+                Outgoing::One(message) => Some(message.to_bytes()),
+                Outgoing::Batch(messages) => Some(encode_json_batch(&messages)),
+                // A stream cannot be one JSON body; it goes out as SSE below.
+                Outgoing::Stream(_) => None,
+            };
+            if let Some(json) = json {
                 json_headers(&mut parts.headers);
-                ResponseBody::full(message.to_bytes())
+                parts.headers.remove(header::CONTENT_LENGTH);
+                return Response::from_parts(parts, ResponseBody::full(json));
             }
-            (Outgoing::Batch(messages), ResponseMode::Json) => {
-                json_headers(&mut parts.headers);
-                ResponseBody::full(super::event::encode_json_batch(&messages))
-            }
-            (Outgoing::One(message), ResponseMode::Sse) => {
-                sse_headers(&mut parts.headers);
-                ResponseBody::full(self.encode_all(std::slice::from_ref(&message), priming))
-            }
-            (Outgoing::Batch(messages), ResponseMode::Sse) => {
-                sse_headers(&mut parts.headers);
-                ResponseBody::full(self.encode_all(&messages, priming))
-            }
-            (Outgoing::Stream(stream), _) => {
-                let Some(rx) = stream.take() else {
-                    let error = TransportError::new(TransportErrorKind::Internal);
-                    return error.into_response();
-                };
-                sse_headers(&mut parts.headers);
-                let ids = self
-                    .session
-                    .as_ref()
-                    .map(|s| EventIds::new(s.next_stream_id()));
-                let guard = self.session.as_ref().map(Session::attach);
-                ResponseBody::stream(EventStream::new(rx, ids, priming, self.keep_alive, guard))
-            }
-        };
-        parts.headers.remove(header::CONTENT_LENGTH);
-        Response::from_parts(parts, body)
+            return self.frame_sse(
+                parts,
+                Outgoing::Stream(MessageStream::new(mpsc::channel(1).1)),
+            );
+        }
+        self.frame_sse(parts, outgoing)
     }
 
-    /// Encodes a complete answer as one SSE chunk.
-    fn encode_all(&self, messages: &[crate::jsonrpc::Message], priming: bool) -> Bytes {
-        let mut ids = self
-            .session
-            .as_ref()
-            .map(|s| EventIds::new(s.next_stream_id()));
-        let mut buf = BytesMut::with_capacity(64 + messages.len() * 128);
-        if let (Some(ids), true) = (&mut ids, priming) {
-            encode_priming(&mut buf, ids.next_id());
-        }
-        for message in messages {
-            let id: Option<EventId> = ids.as_mut().map(EventIds::next_id);
-            encode_message(&mut buf, id, message);
-        }
-        buf.freeze()
+    fn frame_sse<B>(
+        self,
+        mut parts: http::response::Parts,
+        outgoing: Outgoing,
+    ) -> Response<ResponseBody<B>> {
+        sse_headers(&mut parts.headers);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let rx = match outgoing {
+            Outgoing::Stream(stream) => match stream.take() {
+                Some(rx) => rx,
+                None => return TransportError::new(TransportErrorKind::Internal).into_response(),
+            },
+            complete => {
+                let messages = match complete {
+                    Outgoing::One(message) => vec![message],
+                    Outgoing::Batch(messages) => messages,
+                    Outgoing::Stream(_) => Vec::new(),
+                };
+                if self.streams.is_none() || self.session.is_none() {
+                    // Nothing to resume: encode it all in one chunk, no ids.
+                    let mut buf = BytesMut::with_capacity(messages.len() * 160);
+                    for message in &messages {
+                        encode_message(&mut buf, None, message);
+                    }
+                    return Response::from_parts(parts, ResponseBody::full(buf.freeze()));
+                }
+                // Stored like any stream, so a dropped connection can resume it.
+                let (tx, rx) = mpsc::channel(messages.len().max(1));
+                for message in messages {
+                    let _ = tx.try_send(StreamEvent::Message(message));
+                }
+                rx
+            }
+        };
+        let body = match (&self.streams, &self.session) {
+            (Some(streams), Some(session)) => {
+                let priming = self.version.sends_priming_event();
+                let first = streams.start(session, session.next_stream_id(), rx, priming);
+                let source = Source::Frames {
+                    rx: first,
+                    skip_through: None,
+                };
+                EventStream::new(source, None, self.keep_alive, Some(session.attach()))
+            }
+            _ => EventStream::new(
+                Source::Events(rx),
+                None,
+                self.keep_alive,
+                self.session.as_ref().map(Session::attach),
+            ),
+        };
+        Response::from_parts(parts, ResponseBody::stream(body))
     }
 }
+
+/// The default number of frames queued for one client connection.
+pub(crate) const DEFAULT_CONNECTION_CAPACITY: usize = 64;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SseService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -213,10 +271,10 @@ where
             .copied()
             .unwrap_or(ProtocolVersion::FALLBACK);
 
-        if req.method() == Method::GET {
-            if let Some(session) = session {
-                return self.standalone_stream(&req, session, version);
-            }
+        if req.method() == Method::GET
+            && let Some(session) = session
+        {
+            return self.get_stream(&req, session, version);
         }
         if req.method() == Method::POST
             && !(accepts(req.headers(), "application/json")
@@ -231,13 +289,15 @@ where
             session,
             version,
             keep_alive: self.layer.keep_alive,
+            streams: self.layer.streams.clone(),
         };
         ResponseFuture::inner(self.inner.call(req), framing)
     }
 }
 
 impl<S> SseService<S> {
-    fn standalone_stream<ReqBody, ResBody>(
+    /// A GET on a session: the standalone stream, or a resumed stream with `Last-Event-ID`.
+    fn get_stream<ReqBody, ResBody>(
         &self,
         req: &Request<ReqBody>,
         session: Arc<Session>,
@@ -245,28 +305,129 @@ impl<S> SseService<S> {
     ) -> ResponseFuture<S::Future, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Send + 'static,
     {
         if !accepts(req.headers(), "text/event-stream") {
             return ResponseFuture::reject(TransportError::not_acceptable_event_stream());
         }
-        if req.headers().contains_key("last-event-id") {
-            // Resumption needs an event store; without one no id can be replayed.
-            return ResponseFuture::reject(TransportError::new(TransportErrorKind::UnknownEventId));
-        }
-        let Some(rx) = session.open_standalone(self.layer.standalone_capacity) else {
-            return ResponseFuture::reject(TransportError::new(TransportErrorKind::StreamConflict));
+        let last_event_id = req.headers().get("last-event-id").map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<EventId>().ok())
+        });
+        let keep_alive = self.layer.keep_alive;
+        let Some(streams) = self.layer.streams.clone() else {
+            if last_event_id.is_some() {
+                // Without an event store no id can be replayed.
+                return ResponseFuture::reject(TransportError::new(
+                    TransportErrorKind::UnknownEventId,
+                ));
+            }
+            let Some(rx) = session.take_standalone() else {
+                return ResponseFuture::reject(TransportError::new(
+                    TransportErrorKind::StreamConflict,
+                ));
+            };
+            let guard = Some(session.attach());
+            let stream = EventStream::new(Source::Events(rx), None, keep_alive, guard)
+                .returning_standalone();
+            return ResponseFuture::ready(sse_response(stream));
         };
-        let ids = EventIds::new(EventId::STANDALONE_STREAM);
-        let guard = session.attach();
-        let stream = EventStream::new(
-            rx,
-            Some(ids),
-            version.sends_priming_event(),
-            self.layer.keep_alive,
-            Some(guard),
-        );
-        let mut response = Response::new(ResponseBody::stream(stream));
-        sse_headers(response.headers_mut());
-        ResponseFuture::ready(response)
+        let resume_from = match last_event_id {
+            Some(Some(id)) => (id, false),
+            Some(None) => {
+                return ResponseFuture::reject(TransportError::new(
+                    TransportErrorKind::UnknownEventId,
+                ));
+            }
+            None => match streams.slot(session.id(), EventId::STANDALONE_STREAM) {
+                Some(slot) if slot.is_attached() => {
+                    return ResponseFuture::reject(TransportError::new(
+                        TransportErrorKind::StreamConflict,
+                    ));
+                }
+                // Reattach to the standalone stream: deliver what was stored since the last
+                // connection went away.
+                Some(slot) => {
+                    let position = EventId {
+                        stream: EventId::STANDALONE_STREAM,
+                        seq: slot.delivered(),
+                    };
+                    (position, version.sends_priming_event())
+                }
+                None => {
+                    let Some(rx) = session.take_standalone() else {
+                        return ResponseFuture::reject(TransportError::new(
+                            TransportErrorKind::StreamConflict,
+                        ));
+                    };
+                    let priming = version.sends_priming_event();
+                    let first = streams.start(&session, EventId::STANDALONE_STREAM, rx, priming);
+                    let source = Source::Frames {
+                        rx: first,
+                        skip_through: None,
+                    };
+                    let stream = EventStream::new(source, None, keep_alive, Some(session.attach()));
+                    return ResponseFuture::ready(sse_response(stream));
+                }
+            },
+        };
+        let (after, priming) = resume_from;
+        ResponseFuture::boxed(Box::pin(resume(
+            streams, session, after, priming, keep_alive,
+        )))
     }
+}
+
+fn sse_response<B>(stream: EventStream) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::stream(stream));
+    sse_headers(response.headers_mut());
+    response
+}
+
+/// Replays the events of a stream after `after`, then follows the stream live if its pump still
+/// runs. See the ordering argument in `pump.rs`: attach first, then read the store. A fresh
+/// connection (`priming`) first gets `after` as its resume point.
+async fn resume<B>(
+    streams: Arc<Streams>,
+    session: Arc<Session>,
+    after: EventId,
+    priming: bool,
+    keep_alive: Option<Duration>,
+) -> Response<ResponseBody<B>> {
+    let (tx, rx) = mpsc::channel(streams.connection_capacity);
+    let slot = streams.slot(session.id(), after.stream);
+    match &slot {
+        // A client resuming has lost its previous connection; this one takes over.
+        Some(slot) => slot.attach(tx),
+        None => drop(tx),
+    }
+    let events = match streams.store.replay_after(session.id(), after).await {
+        Some(events) => events,
+        None if slot.is_some_and(|s| s.nothing_stored_after(after.seq)) => Vec::new(),
+        None => return TransportError::new(TransportErrorKind::UnknownEventId).into_response(),
+    };
+    let mut replayed = BytesMut::new();
+    if priming {
+        encode_priming(&mut replayed, after);
+    }
+    let mut last = after.seq;
+    for (id, data) in &events {
+        last = id.seq;
+        // Empty data marks a stream's start (or a priming event): nothing to re-send.
+        if !data.is_empty() {
+            encode_data(&mut replayed, Some(*id), data);
+        }
+    }
+    let source = Source::Frames {
+        rx,
+        skip_through: Some(last),
+    };
+    let stream = EventStream::new(
+        source,
+        Some(replayed.freeze()),
+        keep_alive,
+        Some(session.attach()),
+    );
+    sse_response(stream)
 }

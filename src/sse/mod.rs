@@ -52,11 +52,16 @@ mod body;
 mod event;
 mod future;
 mod layer;
+mod pump;
+mod store;
 
 pub use self::body::ResponseBody;
 pub use self::event::{EventId, EventStore, InvalidEventId};
 pub use self::future::ResponseFuture;
 pub use self::layer::{SseLayer, SseService};
+pub use self::store::{
+    DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_MAX_TOTAL_BYTES, InMemoryEventStore,
+};
 
 use crate::jsonrpc::Message;
 use std::sync::{Arc, Mutex};
@@ -86,21 +91,35 @@ pub enum Outgoing {
     Stream(MessageStream),
 }
 
+/// What a handler puts on its response stream.
+#[derive(Clone, Debug)]
+pub enum StreamEvent {
+    /// A message for the client.
+    Message(Message),
+    /// Close the client's connection after telling it to reconnect in `retry` (SSE polling,
+    /// 2025-11-25). The stream goes on: the client resumes with `Last-Event-ID`. Ignored when no
+    /// event store is configured, since the rest of the stream could not be replayed.
+    CloseConnection {
+        /// How long the client should wait before reconnecting.
+        retry: std::time::Duration,
+    },
+}
+
 /// The receiving end of a response's messages; the stream ends when every sender is dropped.
 ///
 /// Extensions must be `Clone`, so the receiver sits in a shared slot that the framing layer
 /// takes it from once.
 #[derive(Clone, Debug)]
-pub struct MessageStream(Arc<Mutex<Option<mpsc::Receiver<Message>>>>);
+pub struct MessageStream(Arc<Mutex<Option<mpsc::Receiver<StreamEvent>>>>);
 
 impl MessageStream {
     /// Wraps a receiver.
-    pub fn new(rx: mpsc::Receiver<Message>) -> Self {
+    pub fn new(rx: mpsc::Receiver<StreamEvent>) -> Self {
         Self(Arc::new(Mutex::new(Some(rx))))
     }
 
     /// Takes the receiver; `None` if it was taken already.
-    pub fn take(&self) -> Option<mpsc::Receiver<Message>> {
+    pub fn take(&self) -> Option<mpsc::Receiver<StreamEvent>> {
         self.0.lock().ok().and_then(|mut slot| slot.take())
     }
 }

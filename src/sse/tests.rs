@@ -123,12 +123,10 @@ async fn streams_messages_as_they_come_then_ends() {
         }
     }));
     let r = svc.oneshot(post(BOTH)).await.unwrap();
-    tx.send(Message::notification("notifications/progress", None))
-        .await
-        .unwrap();
-    tx.send(Message::result(Id::Number(1), json!({})))
-        .await
-        .unwrap();
+    let note = Message::notification("notifications/progress", None);
+    tx.send(StreamEvent::Message(note)).await.unwrap();
+    let answer = Message::result(Id::Number(1), json!({}));
+    tx.send(StreamEvent::Message(answer)).await.unwrap();
     drop(tx);
     let body = body_of(r).await;
     assert_eq!(
