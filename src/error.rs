@@ -40,6 +40,8 @@ pub enum TransportErrorKind {
     MethodNotAllowed,
     /// `Last-Event-ID` names no event this server can replay.
     UnknownEventId,
+    /// The request's `Origin` or `Host` is not allowed (DNS-rebinding protection).
+    Forbidden,
     /// Something failed inside the server; details are logged, never sent.
     Internal,
 }
@@ -58,6 +60,7 @@ impl TransportErrorKind {
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SessionNotFound => StatusCode::NOT_FOUND,
+            Forbidden => StatusCode::FORBIDDEN,
             TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
             StreamConflict => StatusCode::CONFLICT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -95,6 +98,7 @@ impl TransportErrorKind {
             StreamConflict => "Conflict: Only one SSE stream is allowed per session",
             MethodNotAllowed => "Method Not Allowed",
             UnknownEventId => "Bad Request: unknown Last-Event-ID",
+            Forbidden => "Forbidden",
             Internal => "Internal error",
         }
     }

@@ -8,6 +8,7 @@
 //! | module | layer | concern |
 //! |---|---|---|
 //! | [`error_map`] | [`JsonRpcErrorLayer`](error_map::JsonRpcErrorLayer) | typed rejections → HTTP status + JSON-RPC error body |
+//! | [`origin`] | [`OriginLayer`](origin::OriginLayer) | DNS-rebinding protection: `Origin` (and `Host`) validation, 403 |
 //! | [`jsonrpc_body`] | [`JsonRpcBodyLayer`](jsonrpc_body::JsonRpcBodyLayer) | read and parse the body once (415, 400 `-32700`/`-32600`, 413) |
 //! | [`session`] | [`SessionLayer`](session::SessionLayer) | `Mcp-Session-Id`, DELETE, idle expiry, limits, protocol version |
 //! | [`sse`] | [`SseLayer`](sse::SseLayer) | SSE or JSON framing, priming, keep-alive, standalone GET stream |
@@ -55,6 +56,7 @@ pub mod error_map;
 pub mod everything;
 pub mod jsonrpc;
 pub mod jsonrpc_body;
+pub mod origin;
 pub mod principal;
 pub mod protocol;
 pub mod service;

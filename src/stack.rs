@@ -3,13 +3,15 @@
 //! From the outside in:
 //!
 //! 1. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
-//! 2. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
-//! 3. [`JsonRpcBodyLayer`] parses the POST body once.
-//! 4. [`SessionLayer`] routes by `Mcp-Session-Id`.
-//! 5. [`SseLayer`] frames answers as SSE or JSON and serves the standalone GET stream.
-//! 6. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
+//! 2. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
+//! 3. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
+//! 4. [`JsonRpcBodyLayer`] parses the POST body once.
+//! 5. [`SessionLayer`] routes by `Mcp-Session-Id`.
+//! 6. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
+//!    standalone GET stream.
+//! 7. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
 //!
-//! Security layers (CORS, Origin, auth) go outside this stack, so they see every request first.
+//! Authentication and CORS go outside this stack, so they see every request first.
 //!
 //! # Example
 //!
@@ -34,6 +36,7 @@
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
+use crate::origin::{Origin, OriginLayer};
 use crate::service::MakeMcpService;
 use crate::session::{SessionLayer, SessionRegistry, SessionService};
 use crate::sse::{SseLayer, SseService};
@@ -59,6 +62,7 @@ pub struct McpStack<M> {
     make: M,
     endpoint_path: Option<String>,
     max_body_size: usize,
+    origin: OriginLayer,
     session: SessionLayer,
     sse: SseLayer,
     client_request_timeout: Duration,
@@ -71,6 +75,7 @@ impl<M: MakeMcpService> McpStack<M> {
             make,
             endpoint_path: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            origin: OriginLayer::localhost(),
             session: SessionLayer::new(),
             sse: SseLayer::new(),
             client_request_timeout: crate::endpoint::DEFAULT_CLIENT_REQUEST_TIMEOUT,
@@ -81,6 +86,19 @@ impl<M: MakeMcpService> McpStack<M> {
     /// elsewhere. Without it every request is an MCP request, as when mounted in a router.
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.endpoint_path = Some(path.into());
+        self
+    }
+
+    /// Replaces the `Origin` policy (default: loopback origins only); see [`OriginLayer`].
+    pub fn origin(mut self, origin: OriginLayer) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Replaces the SSE layer, e.g. to use another [`EventStore`](crate::sse::EventStore).
+    /// Set JSON mode and keep-alive after this call, or on the layer passed.
+    pub fn sse(mut self, sse: SseLayer) -> Self {
+        self.sse = sse;
         self
     }
 
@@ -133,6 +151,7 @@ impl<M: MakeMcpService> McpStack<M> {
             McpEndpoint::new(self.make).client_request_timeout(self.client_request_timeout);
         let inner = ServiceBuilder::new()
             .layer(JsonRpcErrorLayer::new())
+            .layer(self.origin)
             .layer(RequestBodyLimitLayer::new(self.max_body_size))
             .layer(JsonRpcBodyLayer::new())
             .layer(self.session)
@@ -147,7 +166,7 @@ impl<M: MakeMcpService> McpStack<M> {
 }
 
 type Inner<M> =
-    JsonRpcError<RequestBodyLimit<JsonRpcBody<SessionService<SseService<McpEndpoint<M>>>>>>;
+    JsonRpcError<Origin<RequestBodyLimit<JsonRpcBody<SessionService<SseService<McpEndpoint<M>>>>>>>;
 
 /// The composed stack made by [`McpStack::into_service`].
 pub struct McpHttpService<M> {

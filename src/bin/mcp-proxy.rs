@@ -8,6 +8,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use mcp_tower_http::everything::EverythingServer;
+use mcp_tower_http::origin::OriginLayer;
 use mcp_tower_http::{McpStack, SessionContext};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -67,6 +68,25 @@ struct Args {
     )]
     keep_alive: u64,
 
+    /// Also accept browser requests from this origin (repeatable). Loopback origins are always
+    /// accepted; requests without Origin (non-browser clients) too.
+    #[arg(
+        long = "allowed-origin",
+        env = "MCP_PROXY_ALLOWED_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+
+    /// Only accept these Host names (repeatable; loopback names always). Default: any Host.
+    #[arg(
+        long = "allowed-host",
+        env = "MCP_PROXY_ALLOWED_HOST",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
+
     /// A stdio MCP server to serve instead of the built-in one.
     #[arg(last = true, value_name = "COMMAND [ARGS]...")]
     command: Vec<String>,
@@ -112,8 +132,16 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> std::io::Result<()> {
+    let mut origin = OriginLayer::localhost();
+    for allowed in &args.allowed_origins {
+        origin = origin.allow_origin(allowed);
+    }
+    if !args.allowed_hosts.is_empty() {
+        origin = origin.allow_hosts(&args.allowed_hosts);
+    }
     let service = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
         .endpoint_path(args.stream_endpoint.clone())
+        .origin(origin)
         .stateless(args.stateless)
         .json_response(args.json_response)
         .max_body_size(args.max_body_size)
