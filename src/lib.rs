@@ -12,6 +12,7 @@
 //! | [`jsonrpc_body`] | [`JsonRpcBodyLayer`](jsonrpc_body::JsonRpcBodyLayer) | read and parse the body once (415, 400 `-32700`/`-32600`, 413) |
 //! | [`session`] | [`SessionLayer`](session::SessionLayer) | `Mcp-Session-Id`, DELETE, idle expiry, limits, protocol version |
 //! | [`sse`] | [`SseLayer`](sse::SseLayer) | SSE or JSON framing, priming, keep-alive, standalone GET stream |
+//! | [`legacy_sse`] | [`LegacySseLayer`](legacy_sse::LegacySseLayer) | the 2024-11-05 HTTP+SSE transport: `GET /sse` + `POST /messages?sessionId=` |
 //! | [`endpoint`] | [`McpEndpoint`](endpoint::McpEndpoint) (service) | POST rules, 202, dispatch to the `McpService` |
 //!
 //! Layers hand typed values to each other through request and response extensions: the parsed
@@ -56,6 +57,7 @@ pub mod error_map;
 pub mod everything;
 pub mod jsonrpc;
 pub mod jsonrpc_body;
+pub mod legacy_sse;
 pub mod origin;
 pub mod principal;
 pub mod protocol;

@@ -6,10 +6,12 @@
 //! 2. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
 //! 3. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
 //! 4. [`JsonRpcBodyLayer`] parses the POST body once.
-//! 5. [`SessionLayer`] routes by `Mcp-Session-Id`.
-//! 6. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
+//! 5. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
+//!    unless [`McpStack::legacy_sse`] turns it on).
+//! 6. [`SessionLayer`] routes by `Mcp-Session-Id`.
+//! 7. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
 //!    standalone GET stream.
-//! 7. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
+//! 8. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
 //!
 //! Authentication and CORS go outside this stack, so they see every request first.
 //!
@@ -36,6 +38,7 @@
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
+use crate::legacy_sse::{LegacySse, LegacySseLayer};
 use crate::origin::{Origin, OriginLayer};
 use crate::service::MakeMcpService;
 use crate::session::{SessionLayer, SessionRegistry, SessionService};
@@ -66,6 +69,15 @@ pub struct McpStack<M> {
     session: SessionLayer,
     sse: SseLayer,
     client_request_timeout: Duration,
+    streamable_http: bool,
+    legacy: Option<LegacyPaths>,
+}
+
+/// Where the legacy HTTP+SSE transport is served.
+#[derive(Clone, Debug)]
+struct LegacyPaths {
+    sse: String,
+    messages: String,
 }
 
 impl<M: MakeMcpService> McpStack<M> {
@@ -79,7 +91,30 @@ impl<M: MakeMcpService> McpStack<M> {
             session: SessionLayer::new(),
             sse: SseLayer::new(),
             client_request_timeout: crate::endpoint::DEFAULT_CLIENT_REQUEST_TIMEOUT,
+            streamable_http: true,
+            legacy: None,
         }
+    }
+
+    /// Also serves the legacy HTTP+SSE transport: `GET sse_path` and `POST messages_path`
+    /// (conventionally `/sse` and `/messages`).
+    pub fn legacy_sse(
+        mut self,
+        sse_path: impl Into<String>,
+        messages_path: impl Into<String>,
+    ) -> Self {
+        self.legacy = Some(LegacyPaths {
+            sse: sse_path.into(),
+            messages: messages_path.into(),
+        });
+        self
+    }
+
+    /// Serves Streamable HTTP at the endpoint path (default on); off serves only the legacy
+    /// transport. Only meaningful with [`endpoint_path`](Self::endpoint_path).
+    pub fn streamable_http(mut self, on: bool) -> Self {
+        self.streamable_http = on;
+        self
     }
 
     /// Serves MCP only at `path` (query strings allowed), `GET /ping` with `pong`, and 404
@@ -149,30 +184,49 @@ impl<M: MakeMcpService> McpStack<M> {
         let sessions = self.session.registry().clone();
         let endpoint =
             McpEndpoint::new(self.make).client_request_timeout(self.client_request_timeout);
+        let keep_alive = self.sse.keep_alive_interval();
+        let legacy = match &self.legacy {
+            Some(paths) => LegacySseLayer::new(endpoint.clone())
+                .sse_path(paths.sse.clone())
+                .messages_path(paths.messages.clone())
+                .keep_alive(keep_alive),
+            None => LegacySseLayer::disabled(endpoint.clone()),
+        };
         let inner = ServiceBuilder::new()
             .layer(JsonRpcErrorLayer::new())
             .layer(self.origin)
             .layer(RequestBodyLimitLayer::new(self.max_body_size))
             .layer(JsonRpcBodyLayer::new())
+            .layer(legacy.clone())
             .layer(self.session)
             .layer(self.sse)
             .service(endpoint);
         McpHttpService {
             inner,
             sessions,
-            endpoint_path: self.endpoint_path.map(Arc::from),
+            legacy,
+            path_routing: self.endpoint_path.is_some(),
+            endpoint_path: self
+                .endpoint_path
+                .filter(|_| self.streamable_http)
+                .map(Arc::from),
         }
     }
 }
 
-type Inner<M> =
-    JsonRpcError<Origin<RequestBodyLimit<JsonRpcBody<SessionService<SseService<McpEndpoint<M>>>>>>>;
+type Inner<M> = JsonRpcError<
+    Origin<RequestBodyLimit<JsonRpcBody<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>>,
+>;
 
 /// The composed stack made by [`McpStack::into_service`].
 pub struct McpHttpService<M> {
     inner: Inner<M>,
     sessions: Arc<SessionRegistry>,
+    legacy: LegacySseLayer<M>,
+    /// The Streamable HTTP path, when it is served.
     endpoint_path: Option<Arc<str>>,
+    /// Whether unknown paths get 404 (false when mounted in a router).
+    path_routing: bool,
 }
 
 impl<M> Clone for McpHttpService<M> {
@@ -180,7 +234,9 @@ impl<M> Clone for McpHttpService<M> {
         Self {
             inner: self.inner.clone(),
             sessions: self.sessions.clone(),
+            legacy: self.legacy.clone(),
             endpoint_path: self.endpoint_path.clone(),
+            path_routing: self.path_routing,
         }
     }
 }
@@ -194,16 +250,23 @@ impl<M> std::fmt::Debug for McpHttpService<M> {
     }
 }
 
-impl<M> McpHttpService<M> {
-    /// The session table (for graceful shutdown: [`SessionRegistry::close_all`]).
+impl<M: MakeMcpService> McpHttpService<M> {
+    /// The Streamable HTTP session table (for graceful shutdown: [`SessionRegistry::close_all`]).
     pub fn sessions(&self) -> &Arc<SessionRegistry> {
         &self.sessions
+    }
+
+    /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
+    pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
+        self.legacy.sessions()
     }
 }
 
 /// The body of the stack's own responses.
 pub type StackBody = crate::error_map::ResponseBody<
-    tower_http::limit::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
+    tower_http::limit::ResponseBody<
+        crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
+    >,
 >;
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
@@ -238,8 +301,9 @@ where
         if req.method() == Method::GET && path == "/ping" {
             return ResponseFuture::ready(plain(StatusCode::OK, "pong"));
         }
-        if let Some(endpoint) = &self.endpoint_path
-            && path != &**endpoint
+        if self.path_routing
+            && self.endpoint_path.as_deref() != Some(path)
+            && !self.legacy.serves_path(path)
         {
             return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
         }

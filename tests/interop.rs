@@ -272,7 +272,19 @@ fn assert_client_ok(label: &str, run: &ClientRun, server: &Server) {
     println!("{label} ok against {}:\n{}", server.url, run.stdout);
 }
 
+/// The client's URL and transport argument: Streamable HTTP at `/mcp`, legacy SSE at `/sse`.
+fn target(server: &Server, transport: &str) -> String {
+    match transport {
+        "sse" => format!("{}/sse", server.url.trim_end_matches("/mcp")),
+        _ => server.url.clone(),
+    }
+}
+
 fn ts_client(label: &str, server_args: &[&str]) {
+    ts_client_over(label, server_args, "streamable");
+}
+
+fn ts_client_over(label: &str, server_args: &[&str], transport: &str) {
     let dir = interop_dir();
     let sdk = dir.join("node_modules/@modelcontextprotocol/sdk/package.json");
     if !client_installed("the TypeScript SDK client", &sdk) {
@@ -281,13 +293,17 @@ fn ts_client(label: &str, server_args: &[&str]) {
     let server = Server::start(server_args);
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("ts-client.mjs"))
-        .arg(&server.url)
-        .arg("streamable");
+        .arg(target(&server, transport))
+        .arg(transport);
     let run = run_client(cmd, &server);
     assert_client_ok(label, &run, &server);
 }
 
 fn python_client(label: &str, server_args: &[&str]) {
+    python_client_over(label, server_args, "streamable");
+}
+
+fn python_client_over(label: &str, server_args: &[&str], transport: &str) {
     let dir = interop_dir();
     let python = dir.join(".venv/bin/python");
     if !client_installed("the Python `mcp` client (venv)", &python) {
@@ -296,8 +312,8 @@ fn python_client(label: &str, server_args: &[&str]) {
     let server = Server::start(server_args);
     let mut cmd = Command::new(&python);
     cmd.arg(dir.join("py_client.py"))
-        .arg(&server.url)
-        .arg("streamable")
+        .arg(target(&server, transport))
+        .arg(transport)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let run = run_client(cmd, &server);
@@ -327,4 +343,14 @@ fn python_client_json_response() {
 #[test]
 fn ts_sdk_client_stateless() {
     ts_client("ts_sdk_client_stateless", &["--stateless"]);
+}
+
+#[test]
+fn ts_sdk_client_legacy_sse() {
+    ts_client_over("ts_sdk_client_legacy_sse", &[], "sse");
+}
+
+#[test]
+fn python_client_legacy_sse() {
+    python_client_over("python_client_legacy_sse", &[], "sse");
 }

@@ -38,6 +38,14 @@ struct Args {
     #[arg(long, env = "MCP_PROXY_JSON_RESPONSE")]
     json_response: bool,
 
+    /// Which transports to serve: Streamable HTTP, legacy HTTP+SSE, or both.
+    #[arg(long, env = "MCP_PROXY_SERVER", value_enum, default_value_t = Transports::Both)]
+    server: Transports,
+
+    /// Path of the legacy SSE stream (clients POST to /messages).
+    #[arg(long, env = "MCP_PROXY_SSE_ENDPOINT", default_value = "/sse")]
+    sse_endpoint: String,
+
     /// Path of the Streamable HTTP endpoint.
     #[arg(long, env = "MCP_PROXY_STREAM_ENDPOINT", default_value = "/mcp")]
     stream_endpoint: String,
@@ -92,6 +100,17 @@ struct Args {
     command: Vec<String>,
 }
 
+/// The transports `mcp-proxy` serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Transports {
+    /// Streamable HTTP only.
+    Stream,
+    /// Legacy HTTP+SSE only.
+    Sse,
+    /// Both.
+    Both,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -108,8 +127,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if !args.stream_endpoint.starts_with('/') {
-        eprintln!("mcp-proxy: --stream-endpoint must start with '/'");
+    if !args.stream_endpoint.starts_with('/') || !args.sse_endpoint.starts_with('/') {
+        eprintln!("mcp-proxy: --stream-endpoint and --sse-endpoint must start with '/'");
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -139,8 +158,13 @@ async fn serve(args: Args) -> std::io::Result<()> {
     if !args.allowed_hosts.is_empty() {
         origin = origin.allow_hosts(&args.allowed_hosts);
     }
-    let service = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
+    let mut stack = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
         .endpoint_path(args.stream_endpoint.clone())
+        .streamable_http(args.server != Transports::Sse);
+    if args.server != Transports::Stream {
+        stack = stack.legacy_sse(args.sse_endpoint.clone(), "/messages");
+    }
+    let service = stack
         .origin(origin)
         .stateless(args.stateless)
         .json_response(args.json_response)
@@ -150,13 +174,18 @@ async fn serve(args: Args) -> std::io::Result<()> {
         .keep_alive(Duration::from_secs(args.keep_alive))
         .into_service();
     let sessions = service.sessions().clone();
+    let legacy_sessions = service.legacy_sessions().clone();
 
     let listener = TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
     let local = listener.local_addr()?;
-    println!(
-        "mcp-proxy listening on http://{local}{}",
-        args.stream_endpoint
-    );
+    let path = match args.server {
+        Transports::Sse => &args.sse_endpoint,
+        _ => &args.stream_endpoint,
+    };
+    println!("mcp-proxy listening on http://{local}{path}");
+    if args.server == Transports::Both {
+        tracing::info!("legacy HTTP+SSE at http://{local}{}", args.sse_endpoint);
+    }
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -191,6 +220,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
     }
     tracing::info!("shutting down");
     sessions.close_all().await;
+    legacy_sessions.close_all().await;
     Ok(())
 }
 

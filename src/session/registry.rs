@@ -277,6 +277,19 @@ impl Session {
         }
     }
 
+    /// Queues a message for the standalone stream, waiting while its buffer is full (the legacy
+    /// transport, whose only stream this is).
+    pub(crate) async fn send_standalone_waiting(&self, message: Message) -> Result<(), SendError> {
+        let tx = lock(&self.standalone).tx.clone();
+        match tx {
+            Some(tx) => tx
+                .send(StreamEvent::Message(message))
+                .await
+                .map_err(|_| SendError::Closed),
+            None => Err(SendError::Closed),
+        }
+    }
+
     /// Registers a running request so `notifications/cancelled` can stop it.
     pub(crate) fn register_running(&self, id: &Id) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();

@@ -30,19 +30,19 @@ pin_project! {
 }
 
 impl<B> ResponseBody<B> {
-    pub(super) fn inner(body: B) -> Self {
+    pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
         }
     }
 
-    pub(super) fn full(data: Bytes) -> Self {
+    pub(crate) fn full(data: Bytes) -> Self {
         Self {
             kind: Kind::Full { data: Some(data) },
         }
     }
 
-    pub(super) fn stream(stream: EventStream) -> Self {
+    pub(crate) fn stream(stream: EventStream) -> Self {
         Self {
             kind: Kind::Stream {
                 stream: Box::new(stream),
@@ -111,7 +111,6 @@ pub(crate) enum Source {
 }
 
 /// Encodes or forwards SSE frames as they arrive, with keep-alive comments in between.
-#[derive(Debug)]
 pub(crate) struct EventStream {
     prefix: Option<Bytes>,
     source: Option<Source>,
@@ -120,6 +119,8 @@ pub(crate) struct EventStream {
     guard: Option<AttachGuard>,
     /// A standalone stream read directly gives its receiver back to the session when it ends.
     returns_standalone: bool,
+    /// Whatever must live exactly as long as the connection (a legacy session).
+    owner: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl EventStream {
@@ -140,7 +141,14 @@ impl EventStream {
             keep_alive,
             guard,
             returns_standalone: false,
+            owner: None,
         }
+    }
+
+    /// Keeps `owner` alive until the connection ends, then drops it.
+    pub(crate) fn owned_by(mut self, owner: impl Send + 'static) -> Self {
+        self.owner = Some(Box::new(owner));
+        self
     }
 
     /// Marks a standalone stream read without a pump: its receiver goes back to the session.
@@ -203,6 +211,14 @@ impl EventStream {
                 _ => Poll::Pending,
             },
         }
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 

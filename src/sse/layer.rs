@@ -87,6 +87,11 @@ impl SseLayer {
         self
     }
 
+    /// The keep-alive interval in force.
+    pub fn keep_alive_interval(&self) -> Option<Duration> {
+        self.keep_alive
+    }
+
     fn mode(&self) -> ResponseMode {
         if self.json_response {
             ResponseMode::Json
@@ -136,7 +141,7 @@ fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
         })
 }
 
-pub(super) fn sse_headers(headers: &mut HeaderMap) {
+pub(crate) fn sse_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream; charset=utf-8"),

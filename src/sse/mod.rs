@@ -56,8 +56,10 @@ mod pump;
 mod store;
 
 pub use self::body::ResponseBody;
+pub(crate) use self::body::{EventStream, Source};
 pub use self::event::{EventId, EventStore, InvalidEventId};
 pub use self::future::ResponseFuture;
+pub(crate) use self::layer::sse_headers;
 pub use self::layer::{SseLayer, SseService};
 pub use self::store::{
     DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_MAX_TOTAL_BYTES, InMemoryEventStore,
