@@ -377,10 +377,10 @@ async fn forward(outgoing: Outgoing, session: Arc<Session>) {
                 return;
             };
             while let Some(event) = rx.recv().await {
-                if let StreamEvent::Message(message) = event {
-                    if session.send_standalone_waiting(message).await.is_err() {
-                        return;
-                    }
+                if let StreamEvent::Message(message) = event
+                    && session.send_standalone_waiting(message).await.is_err()
+                {
+                    return;
                 }
             }
             return;

@@ -82,10 +82,10 @@ fn normalize_origin(origin: &str) -> String {
         if let Some(host) = rest.strip_suffix(":443") {
             return format!("https://{host}");
         }
-    } else if let Some(rest) = origin.strip_prefix("http://") {
-        if let Some(host) = rest.strip_suffix(":80") {
-            return format!("http://{host}");
-        }
+    } else if let Some(rest) = origin.strip_prefix("http://")
+        && let Some(host) = rest.strip_suffix(":80")
+    {
+        return format!("http://{host}");
     }
     origin
 }
@@ -185,7 +185,7 @@ impl OriginLayer {
             return true;
         }
         let origin = normalize_origin(origin);
-        (p.allow_loopback && is_loopback_origin(&origin)) || p.origins.iter().any(|o| *o == origin)
+        (p.allow_loopback && is_loopback_origin(&origin)) || p.origins.contains(&origin)
     }
 
     fn is_host_allowed(&self, host: &str) -> bool {
