@@ -233,7 +233,7 @@ impl Call {
             }
             None => {
                 let cx = SessionContext {
-                    session_id: self.session.as_ref().map(|s| s.id()),
+                    session: self.session.as_ref(),
                     parts: &parts,
                     protocol_version: self.version,
                 };

@@ -42,7 +42,7 @@
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Notification, Request};
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionCloser, SessionId};
 use crate::sse::StreamEvent;
 use serde_json::Value;
 use std::future::Future;
@@ -130,7 +130,7 @@ where
 /// What a [`MakeMcpService`] knows about the session it builds a service for.
 #[derive(Debug)]
 pub struct SessionContext<'a> {
-    pub(crate) session_id: Option<&'a SessionId>,
+    pub(crate) session: Option<&'a Arc<Session>>,
     pub(crate) parts: &'a http::request::Parts,
     pub(crate) protocol_version: ProtocolVersion,
 }
@@ -138,7 +138,13 @@ pub struct SessionContext<'a> {
 impl<'a> SessionContext<'a> {
     /// The new session's id; `None` when serving statelessly.
     pub fn session_id(&self) -> Option<&'a SessionId> {
-        self.session_id
+        self.session.map(|s| s.id())
+    }
+
+    /// A handle with which the service can end its own session later (e.g. when the process
+    /// behind it died): clients then get 404 and re-initialize. `None` when serving statelessly.
+    pub fn session_closer(&self) -> Option<SessionCloser> {
+        self.session.map(SessionCloser::new)
     }
 
     /// The HTTP request that opened the session (method, URI, headers, extensions).

@@ -41,7 +41,7 @@ use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
 use crate::legacy_sse::{LegacySse, LegacySseLayer};
 use crate::origin::{Origin, OriginLayer};
 use crate::service::MakeMcpService;
-use crate::session::{SessionLayer, SessionRegistry, SessionService};
+use crate::session::{AttachGuard, MCP_SESSION_ID, SessionLayer, SessionRegistry, SessionService};
 use crate::sse::{SseLayer, SseService};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -307,9 +307,18 @@ where
         {
             return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
         }
+        // A session is busy from the moment a request for it arrives: a slow upload must not
+        // let the idle sweep end it before the body is read and the session layer runs.
+        let busy = req
+            .headers()
+            .get(MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|id| self.sessions.get(id))
+            .map(|session| session.attach());
         ResponseFuture {
             kind: Kind::Inner {
                 future: self.inner.call(req),
+                busy,
             },
         }
     }
@@ -326,7 +335,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: F, busy: Option<AttachGuard> },
         Ready { response: Option<Response<Full<Bytes>>> },
     }
 }
@@ -349,8 +358,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => {
+            KindProj::Inner { future, busy } => {
                 let response = ready!(future.poll(cx))?;
+                busy.take();
                 Poll::Ready(Ok(response.map(Either::Left)))
             }
             KindProj::Ready { response } => match response.take() {

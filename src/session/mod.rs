@@ -60,7 +60,7 @@ mod registry;
 pub use self::future::ResponseFuture;
 pub use self::layer::{DEFAULT_IDLE_TIMEOUT, SessionLayer, SessionService};
 pub(crate) use self::registry::AttachGuard;
-pub use self::registry::{Session, SessionId, SessionRegistry};
+pub use self::registry::{Session, SessionCloser, SessionId, SessionRegistry};
 
 /// The session header, as MCP names it (header names are case-insensitive).
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");

@@ -369,6 +369,33 @@ impl Session {
     }
 }
 
+/// Lets a server end its own session, e.g. when the process behind it has died; later requests
+/// with the session id get 404 and the client re-initializes.
+#[derive(Clone, Debug)]
+pub struct SessionCloser(Weak<Session>);
+
+impl SessionCloser {
+    pub(crate) fn new(session: &Arc<Session>) -> Self {
+        Self(Arc::downgrade(session))
+    }
+
+    /// Ends the session (in the background: its server's `close` runs too).
+    pub fn close(&self) {
+        let Some(session) = self.0.upgrade() else {
+            return;
+        };
+        if session.is_closed() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { session.close().await });
+            }
+            Err(_) => session.closed.store(true, Ordering::Release),
+        }
+    }
+}
+
 /// Keeps a session from expiring while a request or stream is attached.
 #[derive(Debug)]
 pub(crate) struct AttachGuard(Arc<Session>);
@@ -468,17 +495,20 @@ impl SessionRegistry {
         }
     }
 
-    /// Closes sessions idle for longer than the timeout with nothing attached.
+    /// Removes sessions that ended on their own and closes sessions idle for longer than the
+    /// timeout with nothing attached.
     pub async fn sweep_idle(&self) -> usize {
-        let Some(timeout) = self.idle_timeout else {
-            return 0;
-        };
         let now = now_millis();
         let expired: Vec<_> = {
             let mut map = lock(&self.sessions);
             let ids: Vec<SessionId> = map
                 .values()
-                .filter(|s| s.attached.load(Ordering::Acquire) == 0 && s.idle_for(now) > timeout)
+                .filter(|s| {
+                    s.is_closed()
+                        || self.idle_timeout.is_some_and(|timeout| {
+                            s.attached.load(Ordering::Acquire) == 0 && s.idle_for(now) > timeout
+                        })
+                })
                 .map(|s| s.id().clone())
                 .collect();
             ids.iter().filter_map(|id| map.remove(id)).collect()
@@ -495,9 +525,8 @@ impl SessionRegistry {
     /// Starts the background idle sweep once, on the current tokio runtime. The task holds only
     /// a weak reference and stops when the registry is dropped.
     pub(crate) fn start_sweeper(self: &Arc<Self>) {
-        let Some(timeout) = self.idle_timeout else {
-            return;
-        };
+        // Without an idle timeout the sweep still removes sessions that ended on their own.
+        let timeout = self.idle_timeout.unwrap_or(Duration::from_secs(120));
         if self.sweeper_started.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -14,12 +14,12 @@ fn inner()
 -> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = impl Send> + Clone
 {
     tower::service_fn(|req: Request<()>| async move {
-        if let Some(session) = req.extensions().get::<Arc<Session>>() {
-            if !session.is_initialized() {
-                session.initialize(ProtocolVersion::V2025_06_18, Arc::new(()), |_| {
-                    Box::pin(async {})
-                });
-            }
+        if let Some(session) = req.extensions().get::<Arc<Session>>()
+            && !session.is_initialized()
+        {
+            session.initialize(ProtocolVersion::V2025_06_18, Arc::new(()), |_| {
+                Box::pin(async {})
+            });
         }
         Ok::<_, Infallible>(Response::new(()))
     })

@@ -285,7 +285,13 @@ where
             && !(accepts(req.headers(), "application/json")
                 && accepts(req.headers(), "text/event-stream"))
         {
-            return ResponseFuture::reject(TransportError::new(TransportErrorKind::NotAcceptable));
+            let id = req
+                .extensions()
+                .get::<crate::jsonrpc::Payload>()
+                .and_then(|p| p.first_request_id().cloned());
+            return ResponseFuture::reject(
+                TransportError::new(TransportErrorKind::NotAcceptable).with_id(id),
+            );
         }
         let mode = self.layer.mode();
         req.extensions_mut().insert(mode);

@@ -1,0 +1,488 @@
+//! The official MCP conformance suite (`@modelcontextprotocol/conformance`) run against the real
+//! `mcp-proxy` binary, which serves the suite's "everything" fixture at `/mcp`.
+//!
+//! Two suite versions are pinned in `tests/conformance/package.json` (npm aliases
+//! `conformance-0-1` = 0.1.16 and `conformance-0-2` = 0.2.0-alpha.12), together with the
+//! `node` 22 package: both suites need Node >= 22, which the system Node may not be. Each test
+//! starts the binary on `127.0.0.1` with `--port 0`, reads the `listening on http://HOST:PORT`
+//! line, runs one suite against `http://HOST:PORT/mcp`, and requires exit status 0 and
+//! `Total: N passed, 0 failed`. Every scenario's `checks.json` is written under
+//! `$CARGO_TARGET_TMPDIR/conformance/<alias>-<pid>/` (kept only when the suite fails); the failing
+//! checks are quoted in the panic message.
+//!
+//! The suite is installed by `.ci/run` (`npm ci` into `tests/conformance/node_modules`). Without
+//! it the tests print a skip line and pass, except under CI (`CI` set), where a missing install
+//! is a failure.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long the binary may take to print its `listening on` line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one suite run may take (a whole run normally takes 2-3 s on loopback).
+const SUITE_TIMEOUT: Duration = Duration::from_secs(180);
+const LISTENING: &str = "listening on http://";
+/// At most this much of one scenario's failing checks goes into a failure message.
+const MAX_CHECKS_CHARS: usize = 8_000;
+
+fn conformance_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("conformance")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// One pinned version of the suite, installed under `node_modules/<alias>`.
+struct Suite {
+    /// npm alias in `tests/conformance/package.json`.
+    alias: &'static str,
+    /// The exact version the alias pins (checked against the installed `package.json`).
+    version: &'static str,
+    /// The CLI entry (`"bin": {"conformance": "dist/index.js"}`), relative to the package.
+    entry: &'static str,
+    /// Arguments after `server --url URL`.
+    args: &'static [&'static str],
+}
+
+const SUITE_0_1: Suite = Suite {
+    alias: "conformance-0-1",
+    version: "0.1.16",
+    entry: "dist/index.js",
+    args: &["--suite", "all"],
+};
+
+const SUITE_0_2: Suite = Suite {
+    alias: "conformance-0-2",
+    version: "0.2.0-alpha.12",
+    entry: "dist/index.js",
+    args: &["--requirements", "2025-11-25"],
+};
+
+/// The Node 22 binary shipped by the `node` npm package.
+fn node_binary() -> PathBuf {
+    conformance_dir().join("node_modules/node/bin/node")
+}
+
+/// The suite's CLI entry if everything is installed; otherwise skips (`None`) or, under CI,
+/// panics. An install of another version (stale `node_modules`) is always a failure.
+fn installed_entry(suite: &Suite) -> Option<PathBuf> {
+    let package = conformance_dir().join("node_modules").join(suite.alias);
+    let entry = package.join(suite.entry);
+    for marker in [node_binary(), entry.clone()] {
+        if marker.exists() {
+            continue;
+        }
+        if in_ci() {
+            panic!(
+                "the conformance suite is not installed ({} is missing) but CI is set: `.ci/run` \
+                 must install tests/conformance before running the tests",
+                marker.display()
+            );
+        }
+        println!(
+            "skipped: run .ci/run once to install the conformance suite ({} missing)",
+            marker.display()
+        );
+        return None;
+    }
+    let manifest = std::fs::read_to_string(package.join("package.json"))
+        .unwrap_or_else(|e| panic!("reading {}/package.json: {e}", package.display()));
+    let version = format!("\"version\": \"{}\"", suite.version);
+    assert!(
+        manifest.contains(&version),
+        "{} is installed but is not version {} (stale node_modules?): run .ci/run again",
+        package.display(),
+        suite.version
+    );
+    Some(entry)
+}
+
+/// Kills and reaps the child when dropped, so no test leaves a process behind (also on panic).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `mcp-proxy` binary, running on a free loopback port.
+struct Server {
+    _child: KillOnDrop,
+    /// `http://HOST:PORT/mcp`
+    url: String,
+    /// Everything the server printed so far (stdout and stderr), for failure messages.
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-proxy"));
+        // The binary reads its options from `MCP_PROXY_*` too: test its defaults, whatever the
+        // environment says.
+        for (var, _) in std::env::vars_os() {
+            if var.to_str().is_some_and(|v| v.starts_with("MCP_PROXY_")) {
+                cmd.env_remove(var);
+            }
+        }
+        let mut child = cmd
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("failed to start the mcp-proxy binary");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        // Read both streams to the end (so the server never blocks on a full pipe), keep a copy
+        // of every line, and hand lines to the test thread until it stops listening.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        for (name, stream) in [
+            ("stdout", Box::new(stdout) as Box<dyn Read + Send>),
+            ("stderr", Box::new(stderr)),
+        ] {
+            let tx = tx.clone();
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock()
+                        .unwrap()
+                        .push_str(&format!("[server {name}] {line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let child = KillOnDrop(child);
+
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(base) = parse_listening(&line) {
+                        break format!("{base}/mcp");
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "mcp-proxy printed no `{LISTENING}HOST:PORT` line within {STARTUP_TIMEOUT:?}; \
+                     output:\n{}",
+                    log.lock().unwrap()
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "mcp-proxy closed its output (exited?) before printing a \
+                     `{LISTENING}HOST:PORT` line; output:\n{}",
+                    log.lock().unwrap()
+                ),
+            }
+        };
+        Server {
+            _child: child,
+            url,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// `... listening on http://127.0.0.1:41234/mcp ...` → `http://127.0.0.1:41234`.
+fn parse_listening(line: &str) -> Option<String> {
+    let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
+    let authority: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-'))
+        .collect();
+    let port = authority.rsplit_once(':')?.1;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!("http://{authority}"))
+}
+
+/// Removes ANSI escape sequences (CSI `ESC [ ... final` and two-byte `ESC x`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        // `ESC x` drops x; for `ESC [` also drop parameters and intermediates, up to and
+        // including the final byte @..~.
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The last `Total: N passed, M failed` line → `(N, M)`.
+fn parse_total(output: &str) -> Option<(u64, u64)> {
+    output.lines().rev().find_map(|line| {
+        let rest = line.trim().strip_prefix("Total: ")?;
+        let (passed, rest) = rest.split_once(" passed, ")?;
+        let failed: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !rest[failed.len()..].starts_with(" failed") {
+            return None;
+        }
+        Some((passed.parse().ok()?, failed.parse().ok()?))
+    })
+}
+
+/// Scenario names of the `✗ name: ...` / `  ✗ name (reason)` summary lines.
+fn failed_scenarios(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix('✗'))
+        .filter_map(|rest| {
+            rest.split([':', ' '])
+                .find(|word| !word.is_empty())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn output_parsing() {
+    assert_eq!(
+        parse_listening("mcp-proxy listening on http://127.0.0.1:4321/mcp").as_deref(),
+        Some("http://127.0.0.1:4321")
+    );
+    assert_eq!(parse_listening("listening on http://localhost/mcp"), None);
+    assert_eq!(
+        strip_ansi("\u{1b}[32m✓\u{1b}[0m ping: 1 passed, 0 failed\u{1b}[1m"),
+        "✓ ping: 1 passed, 0 failed"
+    );
+    let output = "✓ ping: 1 passed, 0 failed\n✗ tools-call-image: 0 passed, 1 failed\n\n\
+                  Total: 46 passed, 1 failed\n\nNot scored for 2025-11-25: 1 scenario(s) run, \
+                  1 failing.\n  ✗ server-sse-polling (pending)\n";
+    assert_eq!(parse_total(output), Some((46, 1)));
+    assert_eq!(
+        parse_total("Total: 5 passed, 0 failed, 2 warnings"),
+        Some((5, 0))
+    );
+    assert_eq!(parse_total("Total: 5 passed"), None);
+    assert_eq!(
+        failed_scenarios(output),
+        ["tools-call-image", "server-sse-polling"]
+    );
+}
+
+struct SuiteRun {
+    status: ExitStatus,
+    /// ANSI codes stripped.
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the suite to completion (killed after `SUITE_TIMEOUT`), capturing its output.
+fn run_suite(entry: &Path, suite: &Suite, server: &Server, results: &Path) -> SuiteRun {
+    let mut cmd = Command::new(node_binary());
+    cmd.arg(entry)
+        .args(["server", "--url", &server.url])
+        .args(suite.args)
+        .arg("-o")
+        .arg(results);
+    // Loopback only: keep any proxy settings of the environment away from the suite.
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "NODE_OPTIONS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost,::1")
+        .env("no_proxy", "127.0.0.1,localhost,::1")
+        .env("NO_COLOR", "1")
+        .env("FORCE_COLOR", "0")
+        .current_dir(conformance_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = KillOnDrop(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("failed to start the conformance suite {cmd:?}: {e}")),
+    );
+    let read_all = |mut stream: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stream.read_to_end(&mut buf);
+            strip_ansi(&String::from_utf8_lossy(&buf))
+        })
+    };
+    let stdout = read_all(Box::new(child.0.stdout.take().expect("piped stdout")));
+    let stderr = read_all(Box::new(child.0.stderr.take().expect("piped stderr")));
+
+    let deadline = Instant::now() + SUITE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("waiting for the suite") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let Some(status) = status else {
+        drop(child); // kill it; its pipes close and the readers finish
+        panic!(
+            "conformance {} did not finish within {SUITE_TIMEOUT:?} (killed)\nstdout:\n{}\n\
+             stderr:\n{}\nserver output:\n{}",
+            suite.version,
+            stdout.join().unwrap(),
+            stderr.join().unwrap(),
+            server.log()
+        );
+    };
+    SuiteRun {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// The FAILURE entries of each failed scenario's `checks.json` (`-o` writes
+/// `<results>/server-<scenario>-<timestamp>/checks.json`, a pretty-printed array of checks).
+fn failed_checks(results: &Path, scenarios: &[String]) -> String {
+    let Ok(dirs) = std::fs::read_dir(results) else {
+        return format!("(no results directory {})\n", results.display());
+    };
+    let dirs: Vec<PathBuf> = dirs.filter_map(|d| Some(d.ok()?.path())).collect();
+    let mut out = String::new();
+    for scenario in scenarios {
+        let prefix = format!("server-{scenario}-");
+        let Some(dir) = dirs.iter().find(|d| {
+            d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        }) else {
+            out.push_str(&format!("--- {scenario}: no checks.json\n"));
+            continue;
+        };
+        let path = dir.join("checks.json");
+        let Ok(json) = std::fs::read_to_string(&path) else {
+            out.push_str(&format!("--- {scenario}: cannot read {}\n", path.display()));
+            continue;
+        };
+        // Top-level array elements start at "\n  {"; keep the failing ones.
+        let failures: Vec<&str> = json
+            .split("\n  {")
+            .skip(1)
+            .filter(|check| check.contains("\"status\": \"FAILURE\""))
+            .collect();
+        let mut text = if failures.is_empty() {
+            json.clone()
+        } else {
+            failures
+                .iter()
+                .map(|c| {
+                    let c = c.trim_end().trim_end_matches(']').trim_end();
+                    format!("  {{{}", c.trim_end_matches(','))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if text.len() > MAX_CHECKS_CHARS {
+            let cut = (0..=MAX_CHECKS_CHARS)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text.truncate(cut);
+            text.push_str("\n  ... (truncated)");
+        }
+        out.push_str(&format!(
+            "--- {scenario} failing checks ({}):\n{text}\n",
+            path.display()
+        ));
+    }
+    out
+}
+
+fn conformance(suite: &Suite) {
+    let Some(entry) = installed_entry(suite) else {
+        return;
+    };
+    // Per process, so concurrent runs don't share it; removed again when the suite passes.
+    let results = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("conformance")
+        .join(format!("{}-{}", suite.alias, std::process::id()));
+    let _ = std::fs::remove_dir_all(&results);
+    std::fs::create_dir_all(&results)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", results.display()));
+
+    let server = Server::start();
+    let started = Instant::now();
+    let run = run_suite(&entry, suite, &server, &results);
+    let elapsed = started.elapsed();
+    let label = format!(
+        "conformance {} server {}",
+        suite.version,
+        suite.args.join(" ")
+    );
+
+    let total = parse_total(&run.stdout);
+    let failed = failed_scenarios(&run.stdout);
+    let problem = match total {
+        None => Some("no `Total: N passed, M failed` line in the suite's output".to_owned()),
+        Some((_, failures)) if failures > 0 => Some(format!("{failures} failed check(s)")),
+        Some(_) if !run.status.success() => Some(format!("suite exited with {}", run.status)),
+        Some(_) => None,
+    };
+    if let Some(problem) = problem {
+        panic!(
+            "{label} against {}: {problem}\nexit: {}\nfailing scenarios:\n{}\n{}\
+             suite stdout:\n{}\nsuite stderr:\n{}\nserver output:\n{}\n(results in {})",
+            server.url,
+            run.status,
+            run.stdout
+                .lines()
+                .filter(|l| l.trim_start().starts_with('✗'))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            failed_checks(&results, &failed),
+            run.stdout,
+            run.stderr,
+            server.log(),
+            results.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&results);
+    let (passed, _) = total.expect("checked above");
+    println!(
+        "{label} against {}: {passed} passed, 0 failed in {elapsed:.1?}",
+        server.url
+    );
+}
+
+#[test]
+fn conformance_0_1_16_suite_all() {
+    conformance(&SUITE_0_1);
+}
+
+#[test]
+fn conformance_0_2_0_alpha_12_requirements_2025_11_25() {
+    conformance(&SUITE_0_2);
+}
