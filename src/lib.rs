@@ -13,6 +13,7 @@
 //! | [`session`] | [`SessionLayer`](session::SessionLayer) | `Mcp-Session-Id`, DELETE, idle expiry, limits, protocol version |
 //! | [`sse`] | [`SseLayer`](sse::SseLayer) | SSE or JSON framing, priming, keep-alive, standalone GET stream |
 //! | [`legacy_sse`] | [`LegacySseLayer`](legacy_sse::LegacySseLayer) | the 2024-11-05 HTTP+SSE transport: `GET /sse` + `POST /messages?sessionId=` |
+//! | [`stdio`] | [`StdioCommand`](stdio::StdioCommand) (a `MakeMcpService`) | a stdio MCP server per session, relayed both ways |
 //! | [`endpoint`] | [`McpEndpoint`](endpoint::McpEndpoint) (service) | POST rules, 202, dispatch to the `McpService` |
 //!
 //! Layers hand typed values to each other through request and response extensions: the parsed
@@ -65,6 +66,7 @@ pub mod service;
 pub mod session;
 pub mod sse;
 pub mod stack;
+pub mod stdio;
 
 pub use crate::error::{TransportError, TransportErrorKind};
 pub use crate::principal::Principal;

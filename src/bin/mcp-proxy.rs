@@ -9,7 +9,8 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use mcp_tower_http::everything::EverythingServer;
 use mcp_tower_http::origin::OriginLayer;
-use mcp_tower_http::{McpStack, SessionContext};
+use mcp_tower_http::stdio::StdioCommand;
+use mcp_tower_http::{MakeMcpService, McpStack, SessionContext};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -120,13 +121,6 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    if !args.command.is_empty() {
-        eprintln!(
-            "mcp-proxy: serving a stdio command ({}) is not supported yet; run without a command to serve the built-in server",
-            args.command.join(" ")
-        );
-        return ExitCode::from(2);
-    }
     if !args.stream_endpoint.starts_with('/') || !args.sse_endpoint.starts_with('/') {
         eprintln!("mcp-proxy: --stream-endpoint and --sse-endpoint must start with '/'");
         return ExitCode::from(2);
@@ -141,7 +135,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let served = match args.command.split_first() {
+        Some((program, rest)) => {
+            let command = StdioCommand::new(program).args(rest);
+            tracing::info!(command = %command.display(), "serving a stdio MCP server");
+            runtime.block_on(serve(args, command))
+        }
+        None => runtime.block_on(serve(args, |_: &SessionContext<'_>| {
+            EverythingServer::new()
+        })),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mcp-proxy: {e}");
@@ -150,7 +154,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: Args) -> std::io::Result<()> {
+async fn serve<M: MakeMcpService>(args: Args, make: M) -> std::io::Result<()> {
     let mut origin = OriginLayer::localhost();
     for allowed in &args.allowed_origins {
         origin = origin.allow_origin(allowed);
@@ -158,7 +162,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
     if !args.allowed_hosts.is_empty() {
         origin = origin.allow_hosts(&args.allowed_hosts);
     }
-    let mut stack = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
+    let mut stack = McpStack::new(make)
         .endpoint_path(args.stream_endpoint.clone())
         .streamable_http(args.server != Transports::Sse);
     if args.server != Transports::Stream {
