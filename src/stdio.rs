@@ -267,11 +267,11 @@ async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, label
             tracing::debug!(session = %label, error = %e, "child stdin closed");
             return;
         }
-        if rx.is_empty() {
-            if let Err(e) = stdin.flush().await {
-                tracing::debug!(session = %label, error = %e, "child stdin closed");
-                return;
-            }
+        if rx.is_empty()
+            && let Err(e) = stdin.flush().await
+        {
+            tracing::debug!(session = %label, error = %e, "child stdin closed");
+            return;
         }
     }
 }
