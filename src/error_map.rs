@@ -169,6 +169,23 @@ pin_project! {
     }
 }
 
+impl<B> ResponseBody<B> {
+    /// A body of `data`, as answered by a router in front of the stack.
+    pub fn full(data: Bytes) -> Self {
+        Self {
+            kind: Kind::Full { data: Some(data) },
+        }
+    }
+}
+
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self {
+            kind: Kind::Full { data: None },
+        }
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,

@@ -52,6 +52,7 @@
 
 mod macros;
 
+pub mod cors;
 pub mod endpoint;
 pub mod error;
 pub mod error_map;

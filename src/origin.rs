@@ -76,7 +76,7 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// Lower-cases an origin and drops a trailing slash and default port, so equal origins compare
 /// equal: `HTTPS://App.Example.com:443/` → `https://app.example.com`.
-fn normalize_origin(origin: &str) -> String {
+pub(crate) fn normalize_origin(origin: &str) -> String {
     let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
     if let Some(rest) = origin.strip_prefix("https://") {
         if let Some(host) = rest.strip_suffix(":443") {
@@ -106,7 +106,7 @@ fn host_part(authority: &str) -> String {
     }
 }
 
-fn is_loopback_origin(origin: &str) -> bool {
+pub(crate) fn is_loopback_origin(origin: &str) -> bool {
     let Some(authority) = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))

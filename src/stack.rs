@@ -13,7 +13,9 @@
 //!    standalone GET stream.
 //! 8. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
 //!
-//! Authentication and CORS go outside this stack, so they see every request first.
+//! Outermost of all, tower-http's CORS layer ([`McpCors`] preset) answers preflights, and a small
+//! router answers `GET /ping` and 404 for unknown paths (with [`McpStack::endpoint_path`]).
+//! Authentication goes between CORS and the error layer.
 //!
 //! # Example
 //!
@@ -35,6 +37,7 @@
 //! # }
 //! ```
 
+use crate::cors::McpCors;
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
@@ -46,14 +49,15 @@ use crate::sse::{SseLayer, SseService};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tower::{Service, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_http::cors::Cors;
 use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
 
 /// The default body limit: 10 MiB.
@@ -71,6 +75,7 @@ pub struct McpStack<M> {
     client_request_timeout: Duration,
     streamable_http: bool,
     legacy: Option<LegacyPaths>,
+    cors: McpCors,
 }
 
 /// Where the legacy HTTP+SSE transport is served.
@@ -93,7 +98,14 @@ impl<M: MakeMcpService> McpStack<M> {
             client_request_timeout: crate::endpoint::DEFAULT_CLIENT_REQUEST_TIMEOUT,
             streamable_http: true,
             legacy: None,
+            cors: McpCors::new(),
         }
+    }
+
+    /// Replaces the CORS policy (default: loopback origins); see [`McpCors`].
+    pub fn cors(mut self, cors: McpCors) -> Self {
+        self.cors = cors;
+        self
     }
 
     /// Also serves the legacy HTTP+SSE transport: `GET sse_path` and `POST messages_path`
@@ -201,7 +213,7 @@ impl<M: MakeMcpService> McpStack<M> {
             .layer(self.session)
             .layer(self.sse)
             .service(endpoint);
-        McpHttpService {
+        let routes = Routes {
             inner,
             sessions,
             legacy,
@@ -210,6 +222,9 @@ impl<M: MakeMcpService> McpStack<M> {
                 .endpoint_path
                 .filter(|_| self.streamable_http)
                 .map(Arc::from),
+        };
+        McpHttpService {
+            inner: self.cors.layer().layer(routes),
         }
     }
 }
@@ -220,6 +235,11 @@ type Inner<M> = JsonRpcError<
 
 /// The composed stack made by [`McpStack::into_service`].
 pub struct McpHttpService<M> {
+    inner: Cors<Routes<M>>,
+}
+
+/// Answers `/ping` and unknown paths, and marks sessions busy, in front of the stack.
+struct Routes<M> {
     inner: Inner<M>,
     sessions: Arc<SessionRegistry>,
     legacy: LegacySseLayer<M>,
@@ -229,7 +249,7 @@ pub struct McpHttpService<M> {
     path_routing: bool,
 }
 
-impl<M> Clone for McpHttpService<M> {
+impl<M> Clone for Routes<M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -241,11 +261,20 @@ impl<M> Clone for McpHttpService<M> {
     }
 }
 
+impl<M> Clone for McpHttpService<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
 impl<M> std::fmt::Debug for McpHttpService<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes = self.inner.get_ref();
         f.debug_struct("McpHttpService")
-            .field("endpoint_path", &self.endpoint_path)
-            .field("sessions", &self.sessions.len())
+            .field("endpoint_path", &routes.endpoint_path)
+            .field("sessions", &routes.sessions.len())
             .finish_non_exhaustive()
     }
 }
@@ -253,24 +282,24 @@ impl<M> std::fmt::Debug for McpHttpService<M> {
 impl<M: MakeMcpService> McpHttpService<M> {
     /// The Streamable HTTP session table (for graceful shutdown: [`SessionRegistry::close_all`]).
     pub fn sessions(&self) -> &Arc<SessionRegistry> {
-        &self.sessions
+        &self.inner.get_ref().sessions
     }
 
     /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
     pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
-        self.legacy.sessions()
+        self.inner.get_ref().legacy.sessions()
     }
 }
 
-/// The body of the stack's own responses.
+/// The body of every response of the stack.
 pub type StackBody = crate::error_map::ResponseBody<
     tower_http::limit::ResponseBody<
         crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
     >,
 >;
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::from(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: &'static str) -> Response<StackBody> {
+    let mut response = Response::new(StackBody::full(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
     if !text.is_empty() {
         response.headers_mut().insert(
@@ -288,9 +317,28 @@ where
     B::Error: Into<crate::BoxError>,
     Inner<M>: Service<Request<B>, Response = Response<StackBody>, Error = Infallible>,
 {
-    type Response = Response<Either<StackBody, Full<Bytes>>>;
+    type Response = Response<StackBody>;
     type Error = Infallible;
-    type Future = ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>;
+    type Future =
+        tower_http::cors::ResponseFuture<RoutesFuture<<Inner<M> as Service<Request<B>>>::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Request<B>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+impl<M, B> Service<Request<B>> for Routes<M>
+where
+    M: MakeMcpService,
+    Inner<M>: Service<Request<B>, Response = Response<StackBody>, Error = Infallible>,
+{
+    type Response = Response<StackBody>;
+    type Error = Infallible;
+    type Future = RoutesFuture<<Inner<M> as Service<Request<B>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Service::<Request<B>>::poll_ready(&mut self.inner, cx)
@@ -299,13 +347,13 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
         if req.method() == Method::GET && path == "/ping" {
-            return ResponseFuture::ready(plain(StatusCode::OK, "pong"));
+            return RoutesFuture::ready(plain(StatusCode::OK, "pong"));
         }
         if self.path_routing
             && self.endpoint_path.as_deref() != Some(path)
             && !self.legacy.serves_path(path)
         {
-            return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
+            return RoutesFuture::ready(plain(StatusCode::NOT_FOUND, ""));
         }
         // A session is busy from the moment a request for it arrives: a slow upload must not
         // let the idle sweep end it before the body is read and the session layer runs.
@@ -315,7 +363,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|id| self.sessions.get(id))
             .map(|session| session.attach());
-        ResponseFuture {
+        RoutesFuture {
             kind: Kind::Inner {
                 future: self.inner.call(req),
                 busy,
@@ -325,8 +373,8 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// Response future of [`McpHttpService`].
-    pub struct ResponseFuture<F> {
+    /// Response future of the stack's router, inside CORS.
+    pub struct RoutesFuture<F> {
         #[pin]
         kind: Kind<F>,
     }
@@ -336,12 +384,12 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Inner { #[pin] future: F, busy: Option<AttachGuard> },
-        Ready { response: Option<Response<Full<Bytes>>> },
+        Ready { response: Option<Response<StackBody>> },
     }
 }
 
-impl<F> ResponseFuture<F> {
-    fn ready(response: Response<Full<Bytes>>) -> Self {
+impl<F> RoutesFuture<F> {
+    fn ready(response: Response<StackBody>) -> Self {
         Self {
             kind: Kind::Ready {
                 response: Some(response),
@@ -350,21 +398,21 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, RB> Future for ResponseFuture<F>
+impl<F> Future for RoutesFuture<F>
 where
-    F: Future<Output = Result<Response<RB>, Infallible>>,
+    F: Future<Output = Result<Response<StackBody>, Infallible>>,
 {
-    type Output = Result<Response<Either<RB, Full<Bytes>>>, Infallible>;
+    type Output = Result<Response<StackBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future, busy } => {
                 let response = ready!(future.poll(cx))?;
                 busy.take();
-                Poll::Ready(Ok(response.map(Either::Left)))
+                Poll::Ready(Ok(response))
             }
             KindProj::Ready { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response.map(Either::Right))),
+                Some(response) => Poll::Ready(Ok(response)),
                 None => Poll::Pending,
             },
         }

@@ -1,0 +1,271 @@
+//! CORS for MCP, as a preset of tower-http's [`CorsLayer`].
+//!
+//! [`McpCors`] builds a [`CorsLayer`] with what browser MCP clients need:
+//!
+//! - allowed request headers: `Content-Type`, `Authorization`, `Accept`, `Mcp-Session-Id`,
+//!   `MCP-Protocol-Version`, `Last-Event-ID`, `X-API-Key`, `Mcp-Method`, `Mcp-Name` (plus any
+//!   added with [`McpCors::allow_header`]);
+//! - exposed response headers: `Mcp-Session-Id`, `MCP-Protocol-Version`, `WWW-Authenticate`;
+//! - methods `GET`, `POST`, `DELETE`, `OPTIONS`;
+//! - origins: loopback on any port by default (as [`OriginLayer`](crate::origin::OriginLayer)),
+//!   plus configured ones, or any origin with [`McpCors::any_origin`] (then never with
+//!   credentials: a wildcard origin and credentials together are refused by design).
+//!
+//! Put it outermost: it answers preflights itself, so they never need credentials.
+//!
+//! # Example
+//!
+//! ```
+//! use mcp_tower_http::cors::McpCors;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(McpCors::new().allow_origin("https://app.example.com").layer())
+//!     .service_fn(|_req: Request<Full<Bytes>>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+//!     });
+//!
+//! let preflight = Request::options("/mcp")
+//!     .header("origin", "https://app.example.com")
+//!     .header("access-control-request-method", "POST")
+//!     .header("access-control-request-headers", "mcp-session-id, authorization")
+//!     .body(Full::default())
+//!     .unwrap();
+//! let response = service.oneshot(preflight).await.unwrap();
+//! assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
+//! # }
+//! ```
+
+use crate::origin::{is_loopback_origin, normalize_origin};
+use http::{HeaderName, HeaderValue, Method, header};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The request headers MCP clients send.
+pub const ALLOWED_HEADERS: [&str; 9] = [
+    "content-type",
+    "authorization",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+    "x-api-key",
+    "mcp-method",
+    "mcp-name",
+];
+
+/// The response headers MCP clients read.
+pub const EXPOSED_HEADERS: [&str; 3] =
+    ["mcp-session-id", "mcp-protocol-version", "www-authenticate"];
+
+/// Builds the MCP CORS preset; see the [module docs](crate::cors).
+#[derive(Clone, Debug)]
+pub struct McpCors {
+    loopback: bool,
+    any: bool,
+    origins: Vec<String>,
+    extra_headers: Vec<HeaderName>,
+    credentials: bool,
+    max_age: Option<Duration>,
+}
+
+impl Default for McpCors {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl McpCors {
+    /// Loopback origins, no credentials, preflights cached 10 minutes.
+    pub fn new() -> Self {
+        Self {
+            loopback: true,
+            any: false,
+            origins: Vec::new(),
+            extra_headers: Vec::new(),
+            credentials: false,
+            max_age: Some(Duration::from_secs(600)),
+        }
+    }
+
+    /// Also allows `origin` (`scheme://host[:port]`).
+    pub fn allow_origin(mut self, origin: impl AsRef<str>) -> Self {
+        self.origins.push(normalize_origin(origin.as_ref()));
+        self
+    }
+
+    /// Allows any origin (`Access-Control-Allow-Origin: *`). Turns credentials off.
+    pub fn any_origin(mut self) -> Self {
+        self.any = true;
+        self.credentials = false;
+        self
+    }
+
+    /// Also allows request header `name`. Names that are not valid header names are ignored
+    /// (and logged).
+    pub fn allow_header(mut self, name: impl AsRef<str>) -> Self {
+        match HeaderName::try_from(name.as_ref()) {
+            Ok(name) => self.extra_headers.push(name),
+            Err(_) => tracing::warn!(
+                header = name.as_ref(),
+                "ignoring an invalid CORS header name"
+            ),
+        }
+        self
+    }
+
+    /// Sends `Access-Control-Allow-Credentials: true` (cookies, TLS client certificates). Has no
+    /// effect with [`any_origin`](Self::any_origin): a wildcard origin never gets credentials.
+    pub fn allow_credentials(mut self, allow: bool) -> Self {
+        self.credentials = allow && !self.any;
+        self
+    }
+
+    /// How long browsers may cache a preflight; `None` sends no `Access-Control-Max-Age`.
+    pub fn max_age(mut self, max_age: impl Into<Option<Duration>>) -> Self {
+        self.max_age = max_age.into();
+        self
+    }
+
+    /// The tower-http layer.
+    pub fn layer(self) -> CorsLayer {
+        let headers = ALLOWED_HEADERS
+            .iter()
+            .map(|h| HeaderName::from_static(h))
+            .chain(self.extra_headers);
+        let exposed = EXPOSED_HEADERS.map(HeaderName::from_static);
+        let mut layer = CorsLayer::new()
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers(headers.collect::<Vec<_>>())
+            .expose_headers(exposed)
+            .vary([header::ORIGIN]);
+        if let Some(max_age) = self.max_age {
+            layer = layer.max_age(max_age);
+        }
+        if self.any {
+            return layer.allow_origin(tower_http::cors::Any);
+        }
+        let origins: Arc<[String]> = self.origins.into();
+        let loopback = self.loopback;
+        let allow = AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            let Ok(origin) = origin.to_str() else {
+                return false;
+            };
+            let origin = normalize_origin(origin);
+            (loopback && is_loopback_origin(&origin)) || origins.contains(&origin)
+        });
+        layer
+            .allow_origin(allow)
+            .allow_credentials(self.credentials)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response, StatusCode};
+    use std::convert::Infallible;
+    use tower::{Layer, ServiceExt};
+
+    async fn call(cors: McpCors, req: Request<()>) -> Response<()> {
+        let svc = cors
+            .layer()
+            .layer(tower::service_fn(|_: Request<()>| async {
+                // The inner service would demand credentials: preflights must never reach it.
+                let mut r = Response::new(());
+                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                Ok::<_, Infallible>(r)
+            }));
+        svc.oneshot(req).await.unwrap()
+    }
+
+    fn preflight(origin: &str) -> Request<()> {
+        Request::options("/mcp")
+            .header("origin", origin)
+            .header("access-control-request-method", "DELETE")
+            .header(
+                "access-control-request-headers",
+                "mcp-session-id, x-api-key",
+            )
+            .body(())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn preflight_from_an_allowed_origin_needs_no_credentials() {
+        let r = call(McpCors::new(), preflight("http://localhost:5173")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], "http://localhost:5173");
+        let methods = h["access-control-allow-methods"].to_str().unwrap();
+        assert!(methods.contains("DELETE"), "{methods}");
+        let allowed = h["access-control-allow-headers"].to_str().unwrap();
+        for name in ALLOWED_HEADERS {
+            assert!(allowed.contains(name), "{name} missing from {allowed}");
+        }
+        assert!(h.get("access-control-allow-credentials").is_none());
+    }
+
+    #[tokio::test]
+    async fn disallowed_origin_gets_no_allow_origin() {
+        let r = call(McpCors::new(), preflight("http://evil.example.com")).await;
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+    }
+
+    #[tokio::test]
+    async fn actual_requests_expose_mcp_headers() {
+        let req = Request::post("/mcp")
+            .header("origin", "https://app.example.com")
+            .body(())
+            .unwrap();
+        let cors = McpCors::new()
+            .allow_origin("https://app.example.com")
+            .allow_credentials(true);
+        let r = call(cors, req).await;
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        let exposed = h["access-control-expose-headers"].to_str().unwrap();
+        for name in EXPOSED_HEADERS {
+            assert!(exposed.contains(name), "{name} missing from {exposed}");
+        }
+    }
+
+    #[tokio::test]
+    async fn wildcard_never_comes_with_credentials() {
+        let cors = McpCors::new().allow_credentials(true).any_origin();
+        let r = call(cors, preflight("http://anywhere.example")).await;
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert!(
+            r.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+        let cors = McpCors::new().any_origin().allow_credentials(true);
+        let r = call(cors, preflight("http://anywhere.example")).await;
+        assert!(
+            r.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn extra_headers_are_allowed() {
+        let cors = McpCors::new()
+            .allow_header("X-Custom-Header")
+            .allow_header("bad header");
+        let r = call(cors, preflight("http://127.0.0.1:3000")).await;
+        let allowed = r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(allowed.contains("x-custom-header"), "{allowed}");
+    }
+}
