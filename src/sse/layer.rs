@@ -406,18 +406,30 @@ async fn resume<B>(
     priming: bool,
     keep_alive: Option<Duration>,
 ) -> Response<ResponseBody<B>> {
-    let (tx, rx) = mpsc::channel(streams.connection_capacity);
     let slot = streams.slot(session.id(), after.stream);
-    match &slot {
-        // A client resuming has lost its previous connection; this one takes over.
-        Some(slot) => slot.attach(tx),
-        None => drop(tx),
-    }
-    let events = match streams.store.replay_after(session.id(), after).await {
-        Some(events) => events,
-        None if slot.is_some_and(|s| s.nothing_stored_after(after.seq)) => Vec::new(),
-        None => return TransportError::new(TransportErrorKind::UnknownEventId).into_response(),
+    let known = |events: Option<Vec<_>>| match events {
+        Some(events) => Some(events),
+        None if slot.as_ref().is_some_and(|s| s.just_started(after.seq)) => Some(Vec::new()),
+        None => None,
     };
+    // Check the id before touching the stream: a refused resume must not disturb the live
+    // connection.
+    if known(streams.store.replay_after(session.id(), after).await).is_none() {
+        return TransportError::new(TransportErrorKind::UnknownEventId).into_response();
+    }
+    let (tx, rx) = mpsc::channel(streams.connection_capacity);
+    // A client resuming has lost its previous connection; this one takes over. Attach first,
+    // then read the store: see the ordering argument in pump.rs.
+    let previous = slot.as_ref().map(|slot| slot.swap(tx.clone()));
+    let Some(events) = known(streams.store.replay_after(session.id(), after).await) else {
+        // Evicted between the two reads: give the stream back and refuse.
+        if let (Some(slot), Some(previous)) = (&slot, previous) {
+            slot.restore(&tx, previous);
+        }
+        return TransportError::new(TransportErrorKind::UnknownEventId).into_response();
+    };
+    drop(previous);
+    drop(tx);
     let mut replayed = BytesMut::new();
     if priming {
         encode_priming(&mut replayed, after);

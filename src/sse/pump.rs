@@ -44,6 +44,23 @@ impl LiveSlot {
         *lock(&self.tx) = Some(tx);
     }
 
+    /// Attaches a new connection and returns the previous one, which stays open while held.
+    pub(crate) fn swap(&self, tx: mpsc::Sender<Frame>) -> Option<mpsc::Sender<Frame>> {
+        lock(&self.tx).replace(tx)
+    }
+
+    /// Puts `previous` back if `ours` is still the attached connection.
+    pub(crate) fn restore(
+        &self,
+        ours: &mpsc::Sender<Frame>,
+        previous: Option<mpsc::Sender<Frame>>,
+    ) {
+        let mut slot = lock(&self.tx);
+        if slot.as_ref().is_some_and(|tx| tx.same_channel(ours)) {
+            *slot = previous;
+        }
+    }
+
     /// `true` while a connection is attached and open.
     pub(crate) fn is_attached(&self) -> bool {
         lock(&self.tx).as_ref().is_some_and(|tx| !tx.is_closed())
@@ -53,10 +70,10 @@ impl LiveSlot {
         self.delivered.load(Ordering::Acquire)
     }
 
-    /// `true` when the store holds nothing after `seq` yet, so replaying nothing is right even
-    /// if the store does not know the stream (its pump has not stored the start marker yet).
-    pub(crate) fn nothing_stored_after(&self, seq: u64) -> bool {
-        self.stored.load(Ordering::Acquire) <= seq
+    /// `true` while the pump has stored nothing but (perhaps) the start marker: a resume from
+    /// the start (`seq` 0) is then valid even if the store does not know the stream yet.
+    pub(crate) fn just_started(&self, seq: u64) -> bool {
+        seq == 0 && self.stored.load(Ordering::Acquire) == 0
     }
 
     fn detach(&self) {
