@@ -754,7 +754,6 @@ async fn priming_event_only_for_2025_11_25() {
 /// so it is unknown (400, as for a finished stream). It must not take over the stream from the
 /// client still reading it.
 #[tokio::test]
-
 async fn future_last_event_id_on_a_live_stream_is_400_and_does_not_steal_it() {
     let record = Arc::new(Record::default());
     let server = probe_server(&record).await;
@@ -786,7 +785,6 @@ async fn future_last_event_id_on_a_live_stream_is_400_and_does_not_steal_it() {
 /// A `Last-Event-ID` that is refused (400: its event was evicted) must not disturb the client
 /// still reading that stream.
 #[tokio::test]
-
 async fn refused_last_event_id_does_not_close_the_live_connection() {
     use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
     let record = Arc::new(Record::default());
