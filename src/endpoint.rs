@@ -280,11 +280,9 @@ impl Call {
                 respond(StatusCode::OK, outgoing)
             }
             ResponseMode::Sse => {
-                let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
+                let (tx, mut rx) = mpsc::channel(STREAM_CAPACITY);
                 let context = self.context(extensions, Route::Stream(tx.clone()));
-                // The handler outlives the connection: a client that drops the stream has not
-                // cancelled the request (it sends notifications/cancelled for that).
-                tokio::spawn(async move {
+                let mut work = Box::pin(async move {
                     let answers = self.deliver(&service, payload, &context).await;
                     drop(context);
                     for answer in answers {
@@ -296,6 +294,22 @@ impl Call {
                         service.close().await;
                     }
                 });
+                // Fast path: a handler that answers without waiting is framed whole, with no
+                // task and no stream.
+                let done =
+                    std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_ready())).await;
+                if done {
+                    let mut messages = Vec::new();
+                    while let Ok(event) = rx.try_recv() {
+                        if let StreamEvent::Message(message) = event {
+                            messages.push(message);
+                        }
+                    }
+                    return respond(StatusCode::OK, Some(Outgoing::Batch(messages)));
+                }
+                // The handler outlives the connection: a client that drops the stream has not
+                // cancelled the request (it sends notifications/cancelled for that).
+                tokio::spawn(work);
                 respond(
                     StatusCode::OK,
                     Some(Outgoing::Stream(MessageStream::new(rx))),

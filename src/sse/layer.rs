@@ -5,7 +5,7 @@ use super::event::{
 use super::future::ResponseFuture;
 use super::pump::Streams;
 use super::store::InMemoryEventStore;
-use super::{DEFAULT_KEEP_ALIVE, MessageStream, Outgoing, ResponseMode, StreamEvent};
+use super::{DEFAULT_KEEP_ALIVE, MessageStream, Outgoing, ResponseMode};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::protocol::ProtocolVersion;
 use crate::session::Session;
@@ -215,20 +215,21 @@ impl Framing {
                     Outgoing::Batch(messages) => messages,
                     Outgoing::Stream(_) => Vec::new(),
                 };
-                if self.streams.is_none() || self.session.is_none() {
-                    // Nothing to resume: encode it all in one chunk, no ids.
-                    let mut buf = BytesMut::with_capacity(messages.len() * 160);
-                    for message in &messages {
-                        encode_message(&mut buf, None, message);
+                let body = match (&self.streams, &self.session) {
+                    (Some(streams), Some(session)) => {
+                        let priming = self.version.sends_priming_event();
+                        streams.store_complete(session, &messages, priming)
                     }
-                    return Response::from_parts(parts, ResponseBody::full(buf.freeze()));
-                }
-                // Stored like any stream, so a dropped connection can resume it.
-                let (tx, rx) = mpsc::channel(messages.len().max(1));
-                for message in messages {
-                    let _ = tx.try_send(StreamEvent::Message(message));
-                }
-                rx
+                    _ => {
+                        // Nothing to resume: one chunk, no ids.
+                        let mut buf = BytesMut::with_capacity(messages.len() * 160);
+                        for message in &messages {
+                            encode_message(&mut buf, None, message);
+                        }
+                        buf.freeze()
+                    }
+                };
+                return Response::from_parts(parts, ResponseBody::full(body));
             }
         };
         let body = match (&self.streams, &self.session) {

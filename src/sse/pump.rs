@@ -13,6 +13,7 @@ use super::store::DynEventStore;
 use crate::session::{Session, SessionId};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -134,6 +135,63 @@ impl Streams {
         lock(&self.live).get(&(session.clone(), stream)).cloned()
     }
 
+    /// Frees the session's stored events when it ends (arranged once per session).
+    fn forget_on_close(self: &Arc<Self>, session: &Arc<Session>) {
+        if session.mark_events_stored() {
+            let streams = Arc::downgrade(self);
+            let id = session.id().clone();
+            session.on_close(Box::new(move || {
+                Box::pin(async move {
+                    if let Some(streams) = streams.upgrade() {
+                        streams.store.forget_session(&id).await;
+                    }
+                })
+            }));
+        }
+    }
+
+    /// Stores a complete answer as a new stream and encodes it in one chunk: the fast path for
+    /// handlers that answered without waiting (no pump task, no channel). The appends run at
+    /// once when the store is synchronous underneath (as the in-memory one is), else in a task.
+    pub(crate) fn store_complete(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        messages: &[crate::jsonrpc::Message],
+        priming: bool,
+    ) -> Bytes {
+        self.forget_on_close(session);
+        let stream = session.next_stream_id();
+        let mut buf = BytesMut::with_capacity(24 + messages.len() * 160);
+        let start = EventId { stream, seq: 0 };
+        if priming {
+            encode_priming(&mut buf, start);
+        }
+        let mut events = Vec::with_capacity(messages.len() + 1);
+        events.push((start, Bytes::new()));
+        for (seq, message) in (1..).zip(messages) {
+            let data = message.to_bytes();
+            let id = EventId { stream, seq };
+            encode_data(&mut buf, Some(id), &data);
+            events.push((id, data));
+        }
+        let streams = self.clone();
+        let sid = session.id().clone();
+        let mut append = Box::pin(async move {
+            for (id, data) in events {
+                streams.store.append(&sid, id, data).await;
+            }
+        });
+        let waker = futures_util::task::noop_waker_ref();
+        if append
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+            .is_pending()
+        {
+            tokio::spawn(append);
+        }
+        buf.freeze()
+    }
+
     /// Starts pumping `rx` as stream `stream` of `session`; returns the first connection.
     pub(crate) fn start(
         self: &Arc<Self>,
@@ -147,18 +205,7 @@ impl Streams {
         slot.attach(tx);
         let key = (session.id().clone(), stream);
         lock(&self.live).insert(key.clone(), slot.clone());
-        if session.mark_events_stored() {
-            // Free the session's events when it ends.
-            let streams = Arc::downgrade(self);
-            let id = session.id().clone();
-            session.on_close(Box::new(move || {
-                Box::pin(async move {
-                    if let Some(streams) = streams.upgrade() {
-                        streams.store.forget_session(&id).await;
-                    }
-                })
-            }));
-        }
+        self.forget_on_close(session);
         let streams = self.clone();
         tokio::spawn(async move {
             let (sid, stream) = &key;

@@ -46,16 +46,19 @@ struct SessionEvents {
     count: usize,
 }
 
-/// Removes `(stream, seq)` if it is still the oldest event of its stream; returns its size.
+/// Removes `(stream, seq)` if it is still the oldest event of its stream; returns its size. A
+/// stream left empty is dropped, so a session's map only holds streams with events.
 fn evict(events: &mut SessionEvents, stream_id: u64, seq: u64) -> Option<usize> {
     let stream = events.streams.get_mut(&stream_id)?;
-    if stream.front().is_some_and(|(s, _)| *s == seq) {
-        let (_, data) = stream.pop_front()?;
-        events.count -= 1;
-        Some(data.len())
-    } else {
-        None
+    if !stream.front().is_some_and(|(s, _)| *s == seq) {
+        return None;
     }
+    let (_, data) = stream.pop_front()?;
+    if stream.is_empty() {
+        events.streams.remove(&stream_id);
+    }
+    events.count -= 1;
+    Some(data.len())
 }
 
 impl Default for InMemoryEventStore {
@@ -323,6 +326,24 @@ mod tests {
             "oldest evicted"
         );
         assert!(store.replay_sync(&sid("g"), id(1, 0)).is_some());
+    }
+
+    #[test]
+    fn evicted_streams_leave_no_entry_behind() {
+        let store = InMemoryEventStore::new().max_events_per_session(4);
+        let s = sid("a");
+        for stream in 1..=1000 {
+            store.append_sync(&s, id(stream, 0), data(0));
+            store.append_sync(&s, id(stream, 1), data(1));
+        }
+        let inner = store.lock();
+        let events = &inner.sessions[&s];
+        assert_eq!(events.count, 4);
+        assert_eq!(
+            events.streams.len(),
+            2,
+            "only the streams still holding events"
+        );
     }
 
     #[test]
