@@ -1,0 +1,134 @@
+//! SSE framing and event-store costs, in process.
+//!
+//! - `sse/frame/*`: `SseLayer` framing an answer of 1 or 10 messages (the encoding a client
+//!   sees), against the same inner service in JSON mode.
+//! - `store/append`: one append to an `InMemoryEventStore` whose session is at its 1000-event
+//!   bound (so every append also evicts: the steady state of a busy session).
+//! - `store/replay/*`: resuming after the middle of a 100-event stream, and after its last event.
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use mcp_tower_http::jsonrpc::{Id, Message};
+use mcp_tower_http::session::SessionId;
+use mcp_tower_http::sse::{EventId, EventStore, InMemoryEventStore, Outgoing, SseLayer};
+use serde_json::json;
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::Duration;
+use tower::{Layer, Service, ServiceExt};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn answer(n: usize) -> Outgoing {
+    let result = |i: i64| {
+        Message::result(
+            Id::Number(i),
+            json!({"content": [{"type": "text", "text": "hello from the benchmark, echo"}]}),
+        )
+    };
+    match n {
+        1 => Outgoing::One(result(1)),
+        n => Outgoing::Batch((1..=n as i64).map(result).collect()),
+    }
+}
+
+fn frame(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("sse/frame");
+    for (name, n, json_mode) in [
+        ("sse_1_message", 1, false),
+        ("sse_10_messages", 10, false),
+        ("json_1_message", 1, true),
+    ] {
+        let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| async move {
+            let mut response = Response::new(Full::<Bytes>::default());
+            response.extensions_mut().insert(answer(n));
+            Ok::<_, Infallible>(response)
+        });
+        let service = SseLayer::new().json_response(json_mode).layer(inner);
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| {
+                let mut service = service.clone();
+                async move {
+                    let request = Request::post("/mcp")
+                        .header("accept", "application/json, text/event-stream")
+                        .body(Full::<Bytes>::default())
+                        .expect("request");
+                    let response = service.ready().await.expect("ready").call(request).await;
+                    let body = response.expect("response").into_body().collect().await;
+                    black_box(body.map(|b| b.to_bytes().len()).unwrap_or(0))
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn store(c: &mut Criterion) {
+    let rt = runtime();
+    let store = InMemoryEventStore::new();
+    let session = SessionId::random();
+    let data = Message::result(
+        Id::Number(1),
+        json!({"content": [{"type": "text", "text": "x"}]}),
+    )
+    .to_bytes();
+    // Fill to the per-session bound so each measured append also evicts.
+    let mut seq = 0u64;
+    rt.block_on(async {
+        for _ in 0..1000 {
+            store
+                .append(&session, EventId { stream: 1, seq }, data.clone())
+                .await;
+            seq += 1;
+        }
+    });
+    c.bench_function("store/append", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = EventId { stream: 1, seq };
+            seq += 1;
+            let (store, session, data) = (&store, &session, data.clone());
+            async move { store.append(session, id, data).await }
+        })
+    });
+
+    let replay_store = InMemoryEventStore::new();
+    let replay_session = SessionId::random();
+    rt.block_on(async {
+        for seq in 0..100 {
+            let id = EventId { stream: 7, seq };
+            replay_store.append(&replay_session, id, data.clone()).await;
+        }
+    });
+    let mut group = c.benchmark_group("store/replay");
+    for (name, after) in [("after_middle_of_100", 49u64), ("after_last", 99)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let after = EventId {
+                    stream: 7,
+                    seq: after,
+                };
+                let events = replay_store.replay_after(&replay_session, after).await;
+                black_box(events.map(|e| e.len()))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    targets = frame, store
+}
+criterion_main!(benches);
