@@ -46,7 +46,7 @@ use crate::session::{Session, SessionCloser, SessionId};
 use crate::sse::StreamEvent;
 use serde_json::Value;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -178,7 +178,9 @@ pub(crate) enum Route {
 #[derive(Clone, Debug)]
 pub struct Peer {
     route: Route,
-    session: Option<Arc<Session>>,
+    /// Weak: a server may keep a `Peer` for later (notifications outside any request), and the
+    /// session owns the server, so a strong reference would keep both alive forever.
+    session: Option<Weak<Session>>,
     request_timeout: Duration,
 }
 
@@ -209,7 +211,7 @@ impl Peer {
     pub(crate) fn new(route: Route, session: Option<Arc<Session>>, timeout: Duration) -> Self {
         Self {
             route,
-            session,
+            session: session.as_ref().map(Arc::downgrade),
             request_timeout: timeout,
         }
     }
@@ -224,7 +226,10 @@ impl Peer {
                 .await
                 .map_err(|_| SendError::Closed),
             Route::Standalone => match &self.session {
-                Some(session) => session.send_standalone(message),
+                Some(session) => match session.upgrade() {
+                    Some(session) => session.send_standalone(message),
+                    None => Err(SendError::Closed),
+                },
                 None => Err(SendError::NoStream),
             },
         }
@@ -263,6 +268,9 @@ impl Peer {
                 ErrorCode::SERVER_ERROR,
                 "server-to-client requests need a session",
             ));
+        };
+        let Some(session) = session.upgrade() else {
+            return Err(ErrorObject::new(ErrorCode::SERVER_ERROR, "session ended"));
         };
         let (id, answer) = session.expect_client_response();
         let sent = self

@@ -440,16 +440,32 @@ impl StdioServer {
     }
 }
 
-/// Removes a finished request from the routing table, even if its future is dropped.
+/// Removes a finished request from the routing table, even if its future is dropped; a request
+/// abandoned before its answer (cancelled, timed out) is cancelled at the child too.
 struct RunningGuard<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     child_id: Id,
+    answered: bool,
 }
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         lock(&self.shared.running).retain(|r| r.child_id != self.child_id);
         lock(&self.shared.pending).remove(&self.child_id);
+        if self.answered || self.shared.exited.load(Ordering::Acquire) {
+            return;
+        }
+        let params = serde_json::json!({
+            "requestId": self.child_id.to_value(),
+            "reason": "the client's request was abandoned",
+        });
+        let cancel = Message::notification("notifications/cancelled", Some(params));
+        let shared = self.shared.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = shared.write(&cancel).await;
+            });
+        }
     }
 }
 
@@ -472,13 +488,16 @@ impl McpService for StdioServer {
             progress_token: cx.progress_token().cloned(),
             peer: cx.peer().clone(),
         });
-        let _guard = RunningGuard {
+        let mut guard = RunningGuard {
             shared: &self.shared,
             child_id: child_id.clone(),
+            answered: false,
         };
         let forwarded = Message::request(child_id, request.method, request.params);
         self.shared.write(&forwarded).await?;
-        rx.await.unwrap_or_else(|_| Err(exited()))
+        let answer = rx.await.unwrap_or_else(|_| Err(exited()));
+        guard.answered = true;
+        answer
     }
 
     async fn handle_notification(&self, notification: Notification, _cx: NotificationContext) {
@@ -513,6 +532,8 @@ impl McpService for StdioServer {
     async fn close(&self) {
         // Closing stdin asks a well-behaved server to exit.
         lock(&self.shared.stdin).take();
+        lock(&self.shared.standalone).take();
+        lock(&self.shared.running).clear();
         let Some(mut child) = self.child.lock().await.take() else {
             return;
         };

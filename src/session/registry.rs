@@ -490,9 +490,8 @@ impl SessionRegistry {
             map.drain().map(|(_, s)| s).collect()
         };
         self.count.fetch_sub(all.len(), Ordering::AcqRel);
-        for session in all {
-            session.close().await;
-        }
+        // Concurrently: each may wait out a child process's grace period.
+        futures_util::future::join_all(all.iter().map(|session| session.close())).await;
     }
 
     /// Removes sessions that ended on their own and closes sessions idle for longer than the

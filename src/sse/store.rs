@@ -50,7 +50,7 @@ struct SessionEvents {
 /// stream left empty is dropped, so a session's map only holds streams with events.
 fn evict(events: &mut SessionEvents, stream_id: u64, seq: u64) -> Option<usize> {
     let stream = events.streams.get_mut(&stream_id)?;
-    if !stream.front().is_some_and(|(s, _)| *s == seq) {
+    if stream.front().is_none_or(|(s, _)| *s != seq) {
         return None;
     }
     let (_, data) = stream.pop_front()?;
