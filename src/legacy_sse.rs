@@ -63,6 +63,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tower::{Layer, Service};
 
 /// Serves the legacy HTTP+SSE transport; see the [module docs](crate::legacy_sse).
@@ -343,6 +344,13 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
                     .into_response(),
             );
         }
+        // Taken now: if the session ends while this request runs (its server died), the answer
+        // still goes out before the stream closes.
+        let Some(stream) = session.standalone_sender() else {
+            return ResponseFuture::ready(
+                TransportError::new(TransportErrorKind::SessionNotFound).into_response(),
+            );
+        };
         req.extensions_mut().insert(session.protocol_version());
         req.extensions_mut().insert(ResponseMode::Sse);
         req.extensions_mut().insert(session.clone());
@@ -357,7 +365,7 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
             }
             if let Some(outgoing) = response.extensions().get::<Outgoing>().cloned() {
                 // Answers travel on the session's stream, not in this response.
-                tokio::spawn(forward(outgoing, session));
+                tokio::spawn(forward(outgoing, stream));
             }
             let mut accepted = Response::new(ResponseBody::full(Bytes::new()));
             *accepted.status_mut() = StatusCode::ACCEPTED;
@@ -368,17 +376,17 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
 }
 
 /// Forwards an endpoint's answer to the session's stream.
-async fn forward(outgoing: Outgoing, session: Arc<Session>) {
+async fn forward(outgoing: Outgoing, stream: mpsc::Sender<StreamEvent>) {
     let messages = match outgoing {
         Outgoing::One(message) => vec![message],
         Outgoing::Batch(messages) => messages,
-        Outgoing::Stream(stream) => {
-            let Some(mut rx) = stream.take() else {
+        Outgoing::Stream(answers) => {
+            let Some(mut rx) = answers.take() else {
                 return;
             };
             while let Some(event) = rx.recv().await {
-                if let StreamEvent::Message(message) = event
-                    && session.send_standalone_waiting(message).await.is_err()
+                if let StreamEvent::Message(_) = &event
+                    && stream.send(event).await.is_err()
                 {
                     return;
                 }
@@ -387,7 +395,7 @@ async fn forward(outgoing: Outgoing, session: Arc<Session>) {
         }
     };
     for message in messages {
-        if session.send_standalone_waiting(message).await.is_err() {
+        if stream.send(StreamEvent::Message(message)).await.is_err() {
             return;
         }
     }

@@ -353,7 +353,7 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin, shared: std::sync::Weak<Sha
                             Payload::Batch(ms) => ms,
                         };
                         for message in messages {
-                            dispatch(&shared, message);
+                            dispatch(&shared, message).await;
                         }
                     }
                     Err(e) => {
@@ -370,8 +370,9 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin, shared: std::sync::Weak<Sha
     }
 }
 
-/// Handles one message from the child.
-fn dispatch(shared: &Arc<Shared>, message: Message) {
+/// Handles one message from the child, in the order the child wrote them: a notification is
+/// queued on its client stream before the next line (perhaps the answer it precedes) is read.
+async fn dispatch(shared: &Arc<Shared>, message: Message) {
     match message {
         Message::Response(response) => {
             if let Some(waiter) = lock(&shared.pending).remove(&response.id) {
@@ -392,10 +393,9 @@ fn dispatch(shared: &Arc<Shared>, message: Message) {
                 tracing::debug!(session = %shared.label, "no client stream for a child notification");
                 return;
             };
-            // Sent from a task so a slow client stream never stalls the child's output.
-            tokio::spawn(async move {
-                let _ = peer.send(message).await;
-            });
+            // Awaited, not spawned: order matters more than a slow stream briefly holding up the
+            // child's output (a resumable stream disconnects a slow reader instead of waiting).
+            let _ = peer.send(message).await;
         }
         Message::Request(request) => {
             let peer = shared.route(&Message::Request(request.clone()));

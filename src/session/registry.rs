@@ -277,17 +277,10 @@ impl Session {
         }
     }
 
-    /// Queues a message for the standalone stream, waiting while its buffer is full (the legacy
-    /// transport, whose only stream this is).
-    pub(crate) async fn send_standalone_waiting(&self, message: Message) -> Result<(), SendError> {
-        let tx = lock(&self.standalone).tx.clone();
-        match tx {
-            Some(tx) => tx
-                .send(StreamEvent::Message(message))
-                .await
-                .map_err(|_| SendError::Closed),
-            None => Err(SendError::Closed),
-        }
+    /// A sender for the standalone stream (the legacy transport's only stream). Holding it keeps
+    /// the stream open after the session ends, until what it carries has been sent.
+    pub(crate) fn standalone_sender(&self) -> Option<mpsc::Sender<StreamEvent>> {
+        lock(&self.standalone).tx.clone()
     }
 
     /// Registers a running request so `notifications/cancelled` can stop it.
