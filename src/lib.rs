@@ -52,6 +52,7 @@
 
 mod macros;
 
+pub mod auth;
 pub mod cors;
 pub mod endpoint;
 pub mod error;

@@ -37,6 +37,10 @@
 //! # }
 //! ```
 
+use crate::auth::{
+    Auth, AuthLayer, Authenticator, BoxAuthenticator, Challenge, ChallengeLayer, MetadataService,
+    ProtectedResourceMetadata, Scope, ScopeLayer, ScopePolicy,
+};
 use crate::cors::McpCors;
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
@@ -76,6 +80,10 @@ pub struct McpStack<M> {
     streamable_http: bool,
     legacy: Option<LegacyPaths>,
     cors: McpCors,
+    authenticator: Option<BoxAuthenticator>,
+    challenge: ChallengeLayer,
+    metadata: Option<ProtectedResourceMetadata>,
+    scopes: ScopePolicy,
 }
 
 /// Where the legacy HTTP+SSE transport is served.
@@ -99,7 +107,39 @@ impl<M: MakeMcpService> McpStack<M> {
             streamable_http: true,
             legacy: None,
             cors: McpCors::new(),
+            authenticator: None,
+            challenge: ChallengeLayer::new(),
+            metadata: None,
+            scopes: ScopePolicy::new(),
         }
+    }
+
+    /// Authenticates every MCP request (both transports) with `authenticator`; the
+    /// [`Principal`](crate::Principal) it returns binds the sessions it opens. `/ping`, CORS
+    /// preflights and the protected-resource metadata stay open.
+    pub fn authenticate(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(BoxAuthenticator::new(authenticator));
+        self
+    }
+
+    /// Serves the RFC 9728 protected-resource metadata document and points every challenge at
+    /// it (`resource_metadata`). Set challenge extras after this, with [`Self::challenge`].
+    pub fn protected_resource(mut self, metadata: ProtectedResourceMetadata) -> Self {
+        self.challenge = ChallengeLayer::for_metadata(&metadata);
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Replaces how `WWW-Authenticate` challenges are built (realm, scope, resource metadata).
+    pub fn challenge(mut self, challenge: ChallengeLayer) -> Self {
+        self.challenge = challenge;
+        self
+    }
+
+    /// Scopes every request needs, and per-tool scopes for `tools/call` (403 step-up).
+    pub fn scopes(mut self, policy: ScopePolicy) -> Self {
+        self.scopes = policy;
+        self
     }
 
     /// Replaces the CORS policy (default: loopback origins); see [`McpCors`].
@@ -205,10 +245,14 @@ impl<M: MakeMcpService> McpStack<M> {
             None => LegacySseLayer::disabled(endpoint.clone()),
         };
         let inner = ServiceBuilder::new()
+            .layer(self.challenge)
             .layer(JsonRpcErrorLayer::new())
             .layer(self.origin)
+            // Before the body is read: unauthenticated bodies are never buffered.
+            .option_layer(self.authenticator.map(AuthLayer::new))
             .layer(RequestBodyLimitLayer::new(self.max_body_size))
             .layer(JsonRpcBodyLayer::new())
+            .layer(ScopeLayer::new(self.scopes))
             .layer(legacy.clone())
             .layer(self.session)
             .layer(self.sse)
@@ -217,6 +261,7 @@ impl<M: MakeMcpService> McpStack<M> {
             inner,
             sessions,
             legacy,
+            metadata: self.metadata.map(ProtectedResourceMetadata::into_service),
             path_routing: self.endpoint_path.is_some(),
             endpoint_path: self
                 .endpoint_path
@@ -229,8 +274,12 @@ impl<M: MakeMcpService> McpStack<M> {
     }
 }
 
-type Inner<M> = JsonRpcError<
-    Origin<RequestBodyLimit<JsonRpcBody<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>>,
+/// Everything inside authentication.
+type Limited<M> =
+    RequestBodyLimit<JsonRpcBody<Scope<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>>;
+
+type Inner<M> = Challenge<
+    JsonRpcError<Origin<tower::util::Either<Auth<Limited<M>, BoxAuthenticator>, Limited<M>>>>,
 >;
 
 /// The composed stack made by [`McpStack::into_service`].
@@ -243,6 +292,8 @@ struct Routes<M> {
     inner: Inner<M>,
     sessions: Arc<SessionRegistry>,
     legacy: LegacySseLayer<M>,
+    /// The protected-resource metadata document, public.
+    metadata: Option<MetadataService>,
     /// The Streamable HTTP path, when it is served.
     endpoint_path: Option<Arc<str>>,
     /// Whether unknown paths get 404 (false when mounted in a router).
@@ -255,6 +306,7 @@ impl<M> Clone for Routes<M> {
             inner: self.inner.clone(),
             sessions: self.sessions.clone(),
             legacy: self.legacy.clone(),
+            metadata: self.metadata.clone(),
             endpoint_path: self.endpoint_path.clone(),
             path_routing: self.path_routing,
         }
@@ -292,9 +344,11 @@ impl<M: MakeMcpService> McpHttpService<M> {
 }
 
 /// The body of every response of the stack.
-pub type StackBody = crate::error_map::ResponseBody<
-    tower_http::limit::ResponseBody<
-        crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
+pub type StackBody = crate::auth::ResponseBody<
+    crate::error_map::ResponseBody<
+        tower_http::limit::ResponseBody<
+            crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
+        >,
     >,
 >;
 
@@ -348,6 +402,9 @@ where
         let path = req.uri().path();
         if req.method() == Method::GET && path == "/ping" {
             return RoutesFuture::ready(plain(StatusCode::OK, "pong"));
+        }
+        if let Some(document) = self.metadata.as_ref().and_then(|m| m.respond_to(&req)) {
+            return RoutesFuture::ready(document.map(StackBody::full));
         }
         if self.path_routing
             && self.endpoint_path.as_deref() != Some(path)

@@ -313,6 +313,16 @@ pub struct MetadataService {
     document: Arc<Document>,
 }
 
+impl MetadataService {
+    /// The answer for `req` when it is for one of the document's paths.
+    pub(crate) fn respond_to<B>(&self, req: &Request<B>) -> Option<Response<Bytes>> {
+        self.document
+            .metadata
+            .serves_path(req.uri().path())
+            .then(|| self.document.respond(req))
+    }
+}
+
 impl<B> Service<Request<B>> for MetadataService {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;

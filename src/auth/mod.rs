@@ -155,6 +155,50 @@ pub trait Authenticator: Send + Sync + 'static {
     }
 }
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object-safe form of [`Authenticator`], behind [`BoxAuthenticator`].
+trait DynAuthenticator: Send + Sync + 'static {
+    fn authenticate_boxed<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>>;
+}
+
+impl<A: Authenticator> DynAuthenticator for A {
+    fn authenticate_boxed<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>> {
+        Box::pin(self.authenticate(credentials))
+    }
+}
+
+/// Any [`Authenticator`] behind a pointer, for stacks that choose one at run time (the
+/// [`McpStack`](crate::McpStack) builder, `mcp-proxy` from its flags). Costs one allocation per
+/// request more than a concrete authenticator.
+#[derive(Clone)]
+pub struct BoxAuthenticator(Arc<dyn DynAuthenticator>);
+
+impl BoxAuthenticator {
+    /// Boxes `authenticator`.
+    pub fn new(authenticator: impl Authenticator) -> Self {
+        Self(Arc::new(authenticator))
+    }
+}
+
+impl std::fmt::Debug for BoxAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxAuthenticator")
+    }
+}
+
+impl Authenticator for BoxAuthenticator {
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Principal, AuthError> {
+        self.0.authenticate_boxed(credentials).await
+    }
+}
+
 impl<A: Authenticator> Authenticator for Arc<A> {
     fn authenticate(
         &self,

@@ -59,6 +59,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use mcp_tower_http::auth::{
+    ApiKeys, BoxAuthenticator, Either, IntrospectionAuthenticator, JwksSource, JwtAuthenticator,
+    ProtectedResourceMetadata, ScopePolicy,
+};
+use mcp_tower_http::cors::McpCors;
 use mcp_tower_http::everything::EverythingServer;
 use mcp_tower_http::jsonrpc::{ErrorCode, ErrorObject, Notification, Request as RpcRequest};
 use mcp_tower_http::origin::OriginLayer;
@@ -398,6 +403,102 @@ struct Args {
     )]
     allowed_hosts: Vec<String>,
 
+    /// Also allow this request header in CORS preflights (repeatable), e.g. a custom auth
+    /// header of a browser client. npm: --corsAddAllowedHeader.
+    #[arg(
+        long = "cors-allow-header",
+        alias = "corsAddAllowedHeader",
+        env = "MCP_PROXY_CORS_ALLOW_HEADER",
+        value_name = "HEADER",
+        value_delimiter = ',',
+        help_heading = "Browser security"
+    )]
+    cors_allow_headers: Vec<String>,
+
+    // ----- Authentication -----
+    /// Require this API key (repeatable), in `X-API-Key` or `Authorization: Bearer`. npm: --apiKey.
+    #[arg(
+        long = "api-key",
+        alias = "apiKey",
+        env = "MCP_PROXY_API_KEY",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true,
+        help_heading = "Authentication"
+    )]
+    api_keys: Vec<String>,
+
+    /// This server's resource identifier (its public MCP URL, e.g. https://mcp.example.com/mcp):
+    /// the audience tokens must carry, and where the protected-resource metadata is served
+    /// (/.well-known/oauth-protected-resource/<path>). Needed by the OAuth options.
+    #[arg(
+        long,
+        env = "MCP_PROXY_RESOURCE",
+        value_name = "URL",
+        help_heading = "Authentication"
+    )]
+    resource: Option<String>,
+
+    /// An OAuth authorization server that issues tokens for this resource (repeatable), listed in
+    /// the protected-resource metadata.
+    #[arg(
+        long = "authorization-server",
+        env = "MCP_PROXY_AUTHORIZATION_SERVER",
+        value_name = "URL",
+        value_delimiter = ',',
+        help_heading = "Authentication"
+    )]
+    authorization_servers: Vec<String>,
+
+    /// Accept JWT access tokens signed with this HS256 secret.
+    #[arg(
+        long,
+        env = "MCP_PROXY_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        help_heading = "Authentication"
+    )]
+    jwt_secret: Option<String>,
+
+    /// Accept JWT access tokens signed (RS256/ES256) by a key of this JWKS, a file or an
+    /// http(s) URL (cached, refetched on an unknown key id).
+    #[arg(
+        long,
+        env = "MCP_PROXY_JWKS",
+        value_name = "FILE_OR_URL",
+        help_heading = "Authentication"
+    )]
+    jwks: Option<String>,
+
+    /// Accept opaque access tokens that this RFC 7662 introspection endpoint says are active and
+    /// issued for --resource (answers cached briefly).
+    #[arg(
+        long,
+        env = "MCP_PROXY_INTROSPECTION_URL",
+        value_name = "URL",
+        help_heading = "Authentication"
+    )]
+    introspection_url: Option<String>,
+
+    /// Every request needs this scope (repeatable); missing → 403 insufficient_scope.
+    #[arg(
+        long = "required-scope",
+        env = "MCP_PROXY_REQUIRED_SCOPE",
+        value_name = "SCOPE",
+        value_delimiter = ',',
+        help_heading = "Authentication"
+    )]
+    required_scopes: Vec<String>,
+
+    /// `tools/call` of TOOL needs SCOPE (repeatable); missing → 403 insufficient_scope.
+    #[arg(
+        long = "tool-scope",
+        value_name = "TOOL=SCOPE",
+        value_parser = parse_env_pair,
+        help_heading = "Authentication"
+    )]
+    tool_scopes: Vec<(String, String)>,
+
     // ----- Child process -----
     /// Set an environment variable for the child, on top of the proxy's own (repeatable).
     #[arg(
@@ -542,10 +643,107 @@ struct Config {
     graceful_shutdown_timeout: Duration,
     allowed_origins: Vec<String>,
     allowed_hosts: Vec<String>,
+    cors_allow_headers: Vec<String>,
+    auth: AuthConfig,
     tls: Option<TlsFiles>,
     child_env: Vec<(String, String)>,
     cwd: Option<PathBuf>,
     command: Vec<String>,
+}
+
+/// The authentication flags.
+#[derive(Debug, Default)]
+struct AuthConfig {
+    api_keys: Vec<String>,
+    resource: Option<String>,
+    authorization_servers: Vec<String>,
+    jwt_secret: Option<String>,
+    jwks: Option<String>,
+    introspection_url: Option<String>,
+    required_scopes: Vec<String>,
+    tool_scopes: Vec<(String, String)>,
+}
+
+/// What the authentication flags configure on the stack.
+struct AuthSetup {
+    authenticator: Option<BoxAuthenticator>,
+    metadata: Option<ProtectedResourceMetadata>,
+    scopes: ScopePolicy,
+}
+
+impl AuthConfig {
+    /// Builds the authenticator (API keys, JWT and introspection accepted together), the
+    /// protected-resource metadata and the scope policy; errors are configuration mistakes.
+    fn build(&self) -> Result<AuthSetup, String> {
+        let oauth = self.jwt_secret.is_some()
+            || self.jwks.is_some()
+            || self.introspection_url.is_some()
+            || !self.authorization_servers.is_empty();
+        if oauth && self.resource.is_none() {
+            return Err("--jwt-secret, --jwks, --introspection-url and --authorization-server need --resource (the audience tokens must carry)".into());
+        }
+        let mut authenticators = Vec::new();
+        if !self.api_keys.is_empty() {
+            let keys = self
+                .api_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .fold(ApiKeys::new(), |keys, key| keys.key(key));
+            authenticators.push(BoxAuthenticator::new(keys));
+        }
+        if let Some(resource) = &self.resource {
+            if self.jwt_secret.is_some() || self.jwks.is_some() {
+                let mut jwt = JwtAuthenticator::new(resource.clone());
+                if let Some(secret) = &self.jwt_secret {
+                    jwt = jwt.hs256_secret(secret);
+                }
+                if let Some(jwks) = &self.jwks {
+                    let source = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                        JwksSource::url(jwks)
+                    } else {
+                        JwksSource::file(jwks)
+                    };
+                    jwt = jwt.jwks(source.map_err(|e| format!("--jwks: {e}"))?);
+                }
+                authenticators.push(BoxAuthenticator::new(jwt));
+            }
+            if let Some(url) = &self.introspection_url {
+                let introspection = IntrospectionAuthenticator::new(url, resource.clone())
+                    .map_err(|e| format!("--introspection-url: {e}"))?;
+                authenticators.push(BoxAuthenticator::new(introspection));
+            }
+        }
+        let authenticator = authenticators
+            .into_iter()
+            .reduce(|accepted, next| BoxAuthenticator::new(Either::new(accepted, next)));
+        if authenticator.is_none()
+            && (!self.required_scopes.is_empty() || !self.tool_scopes.is_empty())
+        {
+            return Err("--required-scope and --tool-scope need an authentication option".into());
+        }
+        let metadata = match &self.resource {
+            Some(resource) => {
+                let metadata = ProtectedResourceMetadata::new(resource.clone())
+                    .map_err(|e| format!("--resource: {e}"))?
+                    .scopes_supported(self.required_scopes.iter().cloned());
+                Some(
+                    self.authorization_servers
+                        .iter()
+                        .fold(metadata, |m, server| m.authorization_server(server.clone())),
+                )
+            }
+            None => None,
+        };
+        let mut scopes = ScopePolicy::new().require(self.required_scopes.iter().cloned());
+        for (tool, scope) in &self.tool_scopes {
+            scopes = scopes.tool(tool.clone(), [scope.clone()]);
+        }
+        Ok(AuthSetup {
+            authenticator,
+            metadata,
+            scopes,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -725,6 +923,17 @@ impl Config {
             graceful_shutdown_timeout,
             allowed_origins: args.allowed_origins,
             allowed_hosts: args.allowed_hosts,
+            cors_allow_headers: args.cors_allow_headers,
+            auth: AuthConfig {
+                api_keys: args.api_keys,
+                resource: args.resource,
+                authorization_servers: args.authorization_servers,
+                jwt_secret: args.jwt_secret,
+                jwks: args.jwks,
+                introspection_url: args.introspection_url,
+                required_scopes: args.required_scopes,
+                tool_scopes: args.tool_scopes,
+            },
             tls,
             child_env: args.child_env,
             cwd: args.cwd,
@@ -1105,9 +1314,29 @@ async fn serve<M: MakeMcpService>(
             closing: closing.clone(),
         },
     };
+    let mut cors = McpCors::new();
+    for allowed in &config.allowed_origins {
+        cors = cors.allow_origin(allowed);
+    }
+    for header in &config.cors_allow_headers {
+        cors = cors.allow_header(header);
+    }
+    let auth = config.auth.build().map_err(std::io::Error::other)?;
     let mut stack = McpStack::new(make)
         .endpoint_path(config.stream_endpoint.clone())
-        .streamable_http(config.server != Transports::Sse);
+        .streamable_http(config.server != Transports::Sse)
+        .cors(cors)
+        .scopes(auth.scopes);
+    if let Some(authenticator) = auth.authenticator {
+        stack = stack.authenticate(authenticator);
+    }
+    if let Some(metadata) = auth.metadata {
+        tracing::info!(
+            url = metadata.metadata_url(),
+            "serving protected-resource metadata"
+        );
+        stack = stack.protected_resource(metadata);
+    }
     if config.server != Transports::Stream {
         stack = stack.legacy_sse(config.sse_endpoint.clone(), "/messages");
     }
