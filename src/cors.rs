@@ -35,7 +35,7 @@
 //!     .header("origin", "https://app.example.com")
 //!     .header("access-control-request-method", "POST")
 //!     .header("access-control-request-headers", "mcp-session-id, authorization")
-//!     .body(Full::default())
+//!     .body(Full::<Bytes>::default())
 //!     .unwrap();
 //! let response = service.oneshot(preflight).await.unwrap();
 //! assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");

@@ -28,7 +28,7 @@
 //!         Ok::<_, Infallible>(rejection)
 //!     });
 //!
-//! let response = service.oneshot(Request::new(Full::default())).await.unwrap();
+//! let response = service.oneshot(Request::new(Full::<Bytes>::default())).await.unwrap();
 //! assert_eq!(response.status(), 404);
 //! assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
 //! let body = response.into_body().collect().await.unwrap().to_bytes();

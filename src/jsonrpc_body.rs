@@ -35,19 +35,19 @@
 //!             Some(payload) => payload.messages()[0].method().unwrap_or("").to_owned(),
 //!             None => String::new(),
 //!         };
-//!         Ok::<_, Infallible>(Response::new(Full::from(method)))
+//!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(method)))
 //!     });
 //!
 //! let request = Request::post("/mcp")
 //!     .header("content-type", "application/json")
-//!     .body(Full::from(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#))
+//!     .body(Full::<Bytes>::from(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#))
 //!     .unwrap();
 //! let response = service.clone().oneshot(request).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::OK);
 //!
 //! let request = Request::post("/mcp")
 //!     .header("content-type", "text/plain")
-//!     .body(Full::from("hi"))
+//!     .body(Full::<Bytes>::from("hi"))
 //!     .unwrap();
 //! let response = service.oneshot(request).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);

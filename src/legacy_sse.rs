@@ -37,7 +37,7 @@
 //!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
 //!     });
 //!
-//! let response = service.oneshot(Request::get("/sse").body(Full::default()).unwrap()).await.unwrap();
+//! let response = service.oneshot(Request::get("/sse").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::OK);
 //! let first = response.into_body().frame().await.unwrap().unwrap().into_data().unwrap();
 //! assert!(first.starts_with(b"event: endpoint\ndata: /messages?sessionId="));

@@ -30,13 +30,13 @@
 //!
 //! let evil = Request::post("/mcp")
 //!     .header("origin", "http://evil.example.com")
-//!     .body(Full::default())
+//!     .body(Full::<Bytes>::default())
 //!     .unwrap();
 //! assert_eq!(service.clone().oneshot(evil).await.unwrap().status(), StatusCode::FORBIDDEN);
 //!
 //! let app = Request::post("/mcp")
 //!     .header("origin", "https://app.example.com")
-//!     .body(Full::default())
+//!     .body(Full::<Bytes>::default())
 //!     .unwrap();
 //! assert_eq!(service.oneshot(app).await.unwrap().status(), StatusCode::OK);
 //! # }

@@ -428,9 +428,9 @@ struct Args {
     )]
     api_keys: Vec<String>,
 
-    /// This server's resource identifier (its public MCP URL, e.g. https://mcp.example.com/mcp):
+    /// This server's resource identifier (its public MCP URL, such as `https://mcp.example.com/mcp`):
     /// the audience tokens must carry, and where the protected-resource metadata is served
-    /// (/.well-known/oauth-protected-resource/<path>). Needed by the OAuth options.
+    /// (/.well-known/oauth-protected-resource/PATH). Needed by the OAuth options.
     #[arg(
         long,
         env = "MCP_PROXY_RESOURCE",

@@ -3,7 +3,7 @@
 //! [`SessionLayer`] mints a session id on a successful `initialize`, routes later requests by
 //! their `Mcp-Session-Id` header, answers `DELETE`, validates `MCP-Protocol-Version` and enforces
 //! the batch rule of the negotiated revision. It places the [`Session`] and the request's
-//! [`ProtocolVersion`] in the request extensions for the layers and the endpoint below.
+//! [`ProtocolVersion`](crate::ProtocolVersion) in the request extensions for the layers and the endpoint below.
 //!
 //! | request | answer |
 //! |---|---|
@@ -40,13 +40,13 @@
 //!     .service_fn(|req: Request<Full<Bytes>>| async move {
 //!         // The endpoint below sees the session the request belongs to.
 //!         let has_session = req.extensions().get::<Arc<Session>>().is_some();
-//!         Ok::<_, Infallible>(Response::new(Full::from(format!("{has_session}"))))
+//!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(format!("{has_session}"))))
 //!     });
 //!
 //! // A request without `Mcp-Session-Id` that is not `initialize` is refused.
 //! let request = Request::post("/mcp")
 //!     .header("content-type", "application/json")
-//!     .body(Full::from(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#))
+//!     .body(Full::<Bytes>::from(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#))
 //!     .unwrap();
 //! let response = service.oneshot(request).await.unwrap();
 //! assert_eq!(response.status(), StatusCode::BAD_REQUEST);
