@@ -40,10 +40,10 @@
 //! ```
 
 use crate::error::{TransportError, TransportErrorKind};
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+
+pub use crate::body::ResponseBody;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -125,11 +125,7 @@ fn render<B>(response: Response<B>) -> Response<ResponseBody<B>> {
         None if response.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             TransportError::new(TransportErrorKind::PayloadTooLarge)
         }
-        None => {
-            return response.map(|body| ResponseBody {
-                kind: Kind::Inner { body },
-            });
-        }
+        None => return response.map(ResponseBody::inner),
     };
     let (mut parts, _) = response.into_parts();
     parts.status = error.kind().status();
@@ -145,85 +141,14 @@ fn render<B>(response: Response<B>) -> Response<ResponseBody<B>> {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let body = error.to_message().to_bytes();
-    Response::from_parts(
-        parts,
-        ResponseBody {
-            kind: Kind::Full { data: Some(body) },
-        },
-    )
-}
-
-pin_project! {
-    /// Response body of [`JsonRpcError`]: the inner body, or the rendered error.
-    pub struct ResponseBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Inner { #[pin] body: B },
-        Full { data: Option<Bytes> },
-    }
-}
-
-impl<B> ResponseBody<B> {
-    /// A body of `data`, as answered by a router in front of the stack.
-    pub fn full(data: Bytes) -> Self {
-        Self {
-            kind: Kind::Full { data: Some(data) },
-        }
-    }
-}
-
-impl<B> Default for ResponseBody<B> {
-    fn default() -> Self {
-        Self {
-            kind: Kind::Full { data: None },
-        }
-    }
-}
-
-impl<B> Body for ResponseBody<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Full { data } => data.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-        }
-    }
+    Response::from_parts(parts, ResponseBody::full(body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::jsonrpc::Id;
+    use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use std::convert::Infallible;
     use tower::ServiceExt;

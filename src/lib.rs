@@ -53,11 +53,13 @@
 mod macros;
 
 pub mod auth;
+pub mod body;
 pub mod cors;
 pub mod endpoint;
 pub mod error;
 pub mod error_map;
 pub mod everything;
+pub mod future;
 pub mod jsonrpc;
 pub mod jsonrpc_body;
 pub mod legacy_sse;

@@ -44,12 +44,11 @@
 
 use crate::error::{TransportError, TransportErrorKind};
 use http::{Request, Response, header};
-use pin_project_lite::pin_project;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
+
+pub use crate::future::ResponseFuture;
 
 /// Validates `Origin` (and optionally `Host`); see the [module docs](crate::origin).
 #[derive(Clone, Debug)]
@@ -258,49 +257,8 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match self.layer.check(&req) {
-            Ok(()) => ResponseFuture {
-                kind: Kind::Inner {
-                    future: self.inner.call(req),
-                },
-            },
-            Err(error) => ResponseFuture {
-                kind: Kind::Reject {
-                    response: Some(error.into_response()),
-                },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`Origin`].
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Inner { #[pin] future: F },
-        Reject { response: Option<Response<B>> },
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Reject { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(error) => ResponseFuture::reject(error.into_response()),
         }
     }
 }

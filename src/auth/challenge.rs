@@ -67,9 +67,9 @@
 //! # }
 //! ```
 
-use super::body::ResponseBody;
 use super::metadata::ProtectedResourceMetadata;
 use super::{AuthError, AuthErrorKind};
+use crate::body::ResponseBody;
 use crate::jsonrpc::{Id, Payload};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;

@@ -54,7 +54,7 @@
 //! ```
 
 use super::ConfigError;
-use super::body::ResponseBody;
+use crate::body::ResponseBody;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;

@@ -89,7 +89,6 @@
 )]
 
 mod api_key;
-mod body;
 pub mod challenge;
 mod credentials;
 mod error;
@@ -107,7 +106,6 @@ mod scope;
 mod tests;
 
 pub use self::api_key::ApiKeys;
-pub use self::body::ResponseBody;
 pub use self::challenge::{BearerChallenge, Challenge, ChallengeLayer};
 pub use self::credentials::{Credentials, X_API_KEY};
 pub use self::error::{AuthError, AuthErrorKind, ConfigError};
@@ -125,6 +123,7 @@ pub use self::metadata::{
     Metadata, MetadataLayer, MetadataService, ProtectedResourceMetadata, resource_metadata_url,
 };
 pub use self::scope::{Scope, ScopeLayer, ScopePolicy};
+pub use crate::body::ResponseBody;
 
 use crate::principal::Principal;
 use std::future::Future;

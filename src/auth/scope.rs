@@ -4,13 +4,12 @@ use super::AuthError;
 use crate::jsonrpc::{Id, Message, Payload};
 use crate::principal::Principal;
 use http::{Method, Request, Response};
-use pin_project_lite::pin_project;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
+
+use crate::future::ResponseFuture;
 
 /// Which scopes a request needs: some for every request, more for `tools/call` of given tools.
 ///
@@ -228,49 +227,8 @@ where
             )
         };
         match checked {
-            Ok(()) => ResponseFuture {
-                kind: Kind::Inner {
-                    future: self.inner.call(req),
-                },
-            },
-            Err(error) => ResponseFuture {
-                kind: Kind::Reject {
-                    response: Some(error.into_response()),
-                },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`Scope`].
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Inner { #[pin] future: F },
-        Reject { response: Option<Response<B>> },
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Reject { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(error) => ResponseFuture::reject(error.into_response()),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The response body of the auth layers that answer themselves: the inner body, or one they
-//! rendered.
+//! The response body of layers that sometimes answer themselves: the inner service's body, or
+//! a complete one the layer rendered (a JSON-RPC error, a challenge, the metadata document).
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pin_project! {
-    /// Response body of [`Challenge`](super::Challenge) and [`Metadata`](super::Metadata): the
-    /// inner service's body, or a complete body the layer rendered (a JSON-RPC error, the
-    /// metadata document).
+    /// Response body of [`JsonRpcError`](crate::error_map::JsonRpcError),
+    /// [`Challenge`](crate::auth::Challenge) and [`Metadata`](crate::auth::Metadata): the inner
+    /// service's body, or a complete body the layer rendered.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -26,13 +26,15 @@ pin_project! {
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B) -> Self {
+    /// The inner service's body, untouched.
+    pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
         }
     }
 
-    pub(crate) fn full(data: Bytes) -> Self {
+    /// A complete body of `data`.
+    pub fn full(data: Bytes) -> Self {
         Self {
             kind: Kind::Full {
                 data: (!data.is_empty()).then_some(data),
