@@ -40,16 +40,17 @@
 //! `|_: &SessionContext<'_>| EverythingServer::new()` implements
 //! [`MakeMcpService`](crate::service::MakeMcpService).
 
-use crate::jsonrpc::{ErrorObject, Request};
+use crate::jsonrpc::{ErrorObject, Notification, Request};
 use crate::protocol::ProtocolVersion;
-use crate::service::{McpService, RequestContext};
+use crate::service::{McpService, NotificationContext, Peer, RequestContext, SendError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
+use tokio::task::AbortHandle;
 
 /// How long a client waits before resuming after `test_reconnection` closes its connection.
 const RECONNECT_RETRY: Duration = Duration::from_millis(500);
@@ -74,6 +75,17 @@ const TEMPLATE_URI: &str = "test://template/{id}/data";
 /// Pause between the notifications of the logging and progress tools, as in the fixture.
 const STEP: Duration = Duration::from_millis(50);
 
+/// After `notifications/initialized`, the dynamic tool, resource and prompt appear this late
+/// (with `list_changed` notifications), as in the fixture.
+const DYNAMIC_AFTER: Duration = Duration::from_secs(2);
+
+/// A subscribed `test://watched-resource` announces an update this often.
+const WATCH_EVERY: Duration = Duration::from_secs(3);
+
+const DYNAMIC_TOOL: &str = "test_dynamic_tool";
+const DYNAMIC_URI: &str = "test://dynamic-resource";
+const DYNAMIC_PROMPT: &str = "test_dynamic_prompt";
+
 /// The MCP conformance "everything" server, plus `echo` and `add`.
 ///
 /// One instance per session: it remembers the session's log level and resource subscriptions.
@@ -81,8 +93,31 @@ const STEP: Duration = Duration::from_millis(50);
 pub struct EverythingServer {
     /// The minimum [`LogLevel`] sent, as its `u8` discriminant.
     min_log_level: AtomicU8,
+    /// What background tasks share with the handlers.
+    shared: Arc<Shared>,
+    /// The session's background tasks (dynamic items, resource updates), ended by `close`.
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
     /// URIs subscribed with `resources/subscribe`.
     subscriptions: Mutex<HashSet<String>>,
+    /// Whether the dynamic tool, resource and prompt have appeared.
+    dynamic: AtomicBool,
+}
+
+impl Shared {
+    fn subscriptions(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A panic elsewhere cannot leave a set of strings inconsistent: keep using it.
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn dynamic(&self) -> bool {
+        self.dynamic.load(Ordering::Acquire)
+    }
 }
 
 impl EverythingServer {
@@ -131,6 +166,9 @@ impl EverythingServer {
         let name = params.name.as_str();
         let arguments = Value::Object(params.arguments.unwrap_or_default());
         match name {
+            DYNAMIC_TOOL if self.shared.dynamic() => {
+                Ok(tool_result([text("This is a dynamically added tool")]))
+            }
             "test_simple_text" => Ok(tool_result([text(
                 "This is a simple text response for testing.",
             )])),
@@ -240,11 +278,59 @@ impl EverythingServer {
         }
     }
 
-    fn lock_subscriptions(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A panic elsewhere cannot leave a set of strings inconsistent: keep using it.
-        self.subscriptions
+    /// Runs `task` for as long as the session lives.
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut tasks = self
+            .tasks
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    /// A list with the dynamic item appended once it has appeared.
+    fn list(&self, list: &Value, key: &str, dynamic: impl FnOnce() -> Value) -> Value {
+        let mut list = list.clone();
+        if self.shared.dynamic()
+            && let Some(items) = list.get_mut(key).and_then(Value::as_array_mut)
+        {
+            items.push(dynamic());
+        }
+        list
+    }
+}
+
+/// Makes the dynamic tool, resource and prompt appear after [`DYNAMIC_AFTER`], telling the client.
+async fn add_dynamic_items(shared: Arc<Shared>, peer: Peer) {
+    tokio::time::sleep(DYNAMIC_AFTER).await;
+    shared.dynamic.store(true, Ordering::Release);
+    for method in [
+        "notifications/tools/list_changed",
+        "notifications/resources/list_changed",
+        "notifications/prompts/list_changed",
+    ] {
+        if let Err(SendError::Closed | SendError::NoStream) = peer.notify(method, None).await {
+            return;
+        }
+    }
+}
+
+/// Announces updates of the watched resource while it stays subscribed.
+async fn watch_resource(shared: Arc<Shared>, peer: Peer) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_EVERY, WATCH_EVERY);
+    loop {
+        tick.tick().await;
+        if !shared.subscriptions().contains(WATCHED_URI) {
+            return;
+        }
+        let params = json!({ "uri": WATCHED_URI });
+        let sent = peer
+            .notify("notifications/resources/updated", Some(params))
+            .await;
+        if let Err(SendError::Closed | SendError::NoStream) = sent {
+            return;
+        }
     }
 }
 
@@ -258,26 +344,61 @@ impl McpService for EverythingServer {
         match method.as_str() {
             "initialize" => self.initialize(params),
             "ping" => Ok(json!({})),
-            "tools/list" => Ok(TOOLS.clone()),
+            "tools/list" => Ok(self.list(&TOOLS, "tools", || {
+                json!({
+                    "name": DYNAMIC_TOOL,
+                    "description": "A tool added dynamically after the session started",
+                    "inputSchema": { "type": "object", "properties": {} },
+                })
+            })),
             "tools/call" => self.call_tool(parse_params(params)?, &cx).await,
-            "resources/list" => Ok(RESOURCES.clone()),
+            "resources/list" => Ok(self.list(&RESOURCES, "resources", || {
+                json!({
+                    "uri": DYNAMIC_URI,
+                    "name": "Dynamic Resource",
+                    "description": "A resource added dynamically after the session started",
+                    "mimeType": "text/plain",
+                })
+            })),
             "resources/templates/list" => Ok(RESOURCE_TEMPLATES.clone()),
             "resources/read" => {
                 let UriParams { uri } = parse_params(params)?;
+                if uri == DYNAMIC_URI && self.shared.dynamic() {
+                    let content = json!({ "uri": uri, "mimeType": "text/plain", "text": "This is a dynamically added resource" });
+                    return Ok(json!({ "contents": [content] }));
+                }
                 read_resource(&uri)
             }
             "resources/subscribe" => {
                 let UriParams { uri } = parse_params(params)?;
-                self.lock_subscriptions().insert(uri);
+                let watched = uri == WATCHED_URI;
+                if self.shared.subscriptions().insert(uri) && watched {
+                    let peer = cx.peer().standalone();
+                    self.spawn(watch_resource(self.shared.clone(), peer));
+                }
                 Ok(json!({}))
             }
             "resources/unsubscribe" => {
                 let UriParams { uri } = parse_params(params)?;
-                self.lock_subscriptions().remove(&uri);
+                self.shared.subscriptions().remove(&uri);
                 Ok(json!({}))
             }
-            "prompts/list" => Ok(PROMPTS.clone()),
-            "prompts/get" => get_prompt(parse_params(params)?),
+            "prompts/list" => Ok(self.list(&PROMPTS, "prompts", || {
+                json!({
+                    "name": DYNAMIC_PROMPT,
+                    "description": "A prompt added dynamically after the session started",
+                })
+            })),
+            "prompts/get" => {
+                let params: GetPromptParams = parse_params(params)?;
+                if params.name == DYNAMIC_PROMPT && self.shared.dynamic() {
+                    return Ok(json!({
+                        "description": "A prompt added dynamically after the session started",
+                        "messages": [user_message(text("This is a dynamically added prompt"))],
+                    }));
+                }
+                get_prompt(params)
+            }
             "completion/complete" => complete(parse_params(params)?),
             "logging/setLevel" => {
                 let SetLevelParams { level } = parse_params(params)?;
@@ -285,6 +406,24 @@ impl McpService for EverythingServer {
                 Ok(json!({}))
             }
             other => Err(ErrorObject::method_not_found(other)),
+        }
+    }
+
+    async fn handle_notification(&self, notification: Notification, cx: NotificationContext) {
+        if notification.method == "notifications/initialized" && !self.shared.dynamic() {
+            self.spawn(add_dynamic_items(self.shared.clone(), cx.peer().clone()));
+        }
+    }
+
+    async fn close(&self) {
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            task.abort();
         }
     }
 }
@@ -952,6 +1091,70 @@ mod tests {
         call_with(&EverythingServer::new(), method, params, None)
             .await
             .0
+    }
+
+    #[tokio::test]
+    async fn dynamic_items_are_listed_and_served_once_they_appear() {
+        let server = EverythingServer::new();
+        let tools = call_with(&server, "tools/list", json!({}), None)
+            .await
+            .0
+            .unwrap();
+        assert!(!tools.to_string().contains(DYNAMIC_TOOL));
+        let unknown = call_with(
+            &server,
+            "tools/call",
+            json!({"name": DYNAMIC_TOOL, "arguments": {}}),
+            None,
+        )
+        .await
+        .0;
+        assert!(unknown.is_err(), "not there yet: {unknown:?}");
+
+        server.shared.dynamic.store(true, Ordering::Release);
+        for (method, key, name) in [
+            ("tools/list", "tools", DYNAMIC_TOOL),
+            ("prompts/list", "prompts", DYNAMIC_PROMPT),
+        ] {
+            let list = call_with(&server, method, json!({}), None).await.0.unwrap();
+            assert!(
+                list[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["name"] == name),
+                "{list}"
+            );
+        }
+        let resources = call_with(&server, "resources/list", json!({}), None)
+            .await
+            .0
+            .unwrap();
+        assert!(
+            resources["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["uri"] == DYNAMIC_URI)
+        );
+        let called = call_with(
+            &server,
+            "tools/call",
+            json!({"name": DYNAMIC_TOOL, "arguments": {}}),
+            None,
+        )
+        .await
+        .0
+        .unwrap();
+        assert_eq!(first_text(&called), "This is a dynamically added tool");
+        let read = call_with(&server, "resources/read", json!({"uri": DYNAMIC_URI}), None)
+            .await
+            .0
+            .unwrap();
+        assert_eq!(
+            read["contents"][0]["text"],
+            "This is a dynamically added resource"
+        );
     }
 
     async fn call_tool(name: &str, arguments: Value) -> Result<Value, ErrorObject> {

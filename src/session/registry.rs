@@ -270,7 +270,7 @@ impl Session {
         match tx.try_send(StreamEvent::Message(message)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(session = %self.id, "standalone stream buffer full; message dropped");
+                tracing::debug!(session = %self.id, "standalone stream buffer full; message dropped");
                 Err(SendError::Full)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
