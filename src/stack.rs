@@ -373,15 +373,27 @@ where
 {
     type Response = Response<StackBody>;
     type Error = Infallible;
-    type Future =
-        tower_http::cors::ResponseFuture<RoutesFuture<<Inner<M> as Service<Request<B>>>::Future>>;
+    type Future = ResponseFuture<
+        tower_http::cors::ResponseFuture<ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Service::<Request<B>>::poll_ready(&mut self.inner, cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.inner.call(req)
+        // The metadata document has its own CORS (any origin, preflights answered), so it is
+        // served ahead of the stack's CORS policy.
+        let metadata = self.inner.get_ref().metadata.as_ref();
+        if let Some(document) = metadata.and_then(|m| m.respond_to(&req)) {
+            return ResponseFuture::ready(document.map(StackBody::full));
+        }
+        ResponseFuture {
+            kind: Kind::Inner {
+                future: self.inner.call(req),
+                busy: None,
+            },
+        }
     }
 }
 
@@ -392,7 +404,7 @@ where
 {
     type Response = Response<StackBody>;
     type Error = Infallible;
-    type Future = RoutesFuture<<Inner<M> as Service<Request<B>>>::Future>;
+    type Future = ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Service::<Request<B>>::poll_ready(&mut self.inner, cx)
@@ -401,16 +413,13 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
         if req.method() == Method::GET && path == "/ping" {
-            return RoutesFuture::ready(plain(StatusCode::OK, "pong"));
-        }
-        if let Some(document) = self.metadata.as_ref().and_then(|m| m.respond_to(&req)) {
-            return RoutesFuture::ready(document.map(StackBody::full));
+            return ResponseFuture::ready(plain(StatusCode::OK, "pong"));
         }
         if self.path_routing
             && self.endpoint_path.as_deref() != Some(path)
             && !self.legacy.serves_path(path)
         {
-            return RoutesFuture::ready(plain(StatusCode::NOT_FOUND, ""));
+            return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
         }
         // A session is busy from the moment a request for it arrives: a slow upload must not
         // let the idle sweep end it before the body is read and the session layer runs.
@@ -420,7 +429,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|id| self.sessions.get(id))
             .map(|session| session.attach());
-        RoutesFuture {
+        ResponseFuture {
             kind: Kind::Inner {
                 future: self.inner.call(req),
                 busy,
@@ -430,8 +439,8 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// Response future of the stack's router, inside CORS.
-    pub struct RoutesFuture<F> {
+    /// Response future of [`McpHttpService`] and of its router inside CORS.
+    pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
     }
@@ -445,7 +454,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> RoutesFuture<F> {
+impl<F> ResponseFuture<F> {
     fn ready(response: Response<StackBody>) -> Self {
         Self {
             kind: Kind::Ready {
@@ -455,7 +464,7 @@ impl<F> RoutesFuture<F> {
     }
 }
 
-impl<F> Future for RoutesFuture<F>
+impl<F> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<StackBody>, Infallible>>,
 {

@@ -1414,3 +1414,74 @@ async fn standalone_stream_can_be_reopened_after_the_client_drops_it() {
         }
     }
 }
+
+/// Seed defect #1: stateless mode never closed its per-request servers (every request leaked
+/// one). Here each request builds its own server, and each one is closed once its answer is out,
+/// in JSON and SSE modes alike.
+#[tokio::test]
+async fn seed_01_stateless_servers_are_closed_after_each_request() {
+    use mcp_tower_http::jsonrpc::{ErrorObject, Request as RpcRequest};
+    use mcp_tower_http::{McpService, McpStack, RequestContext, SessionContext};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Counts {
+        made: AtomicUsize,
+        closed: AtomicUsize,
+    }
+    struct Counted(Arc<Counts>);
+    impl McpService for Counted {
+        async fn handle_request(
+            &self,
+            request: RpcRequest,
+            _cx: RequestContext,
+        ) -> Result<Value, ErrorObject> {
+            match request.method.as_str() {
+                "ping" => Ok(json!({})),
+                other => Err(ErrorObject::method_not_found(other)),
+            }
+        }
+        async fn close(&self) {
+            self.0.closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    for json_response in [true, false] {
+        let counts = Arc::new(Counts::default());
+        let made = counts.clone();
+        let service = McpStack::new(move |_: &SessionContext<'_>| {
+            made.made.fetch_add(1, Ordering::SeqCst);
+            Counted(made.clone())
+        })
+        .stateless(true)
+        .json_response(json_response)
+        .endpoint_path("/mcp")
+        .into_service();
+        let server = serve(service).await;
+        let headers = session_headers(None, "2025-06-18");
+        for id in 1..=3 {
+            let ping = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            let (status, _, body) = post(&server.url, &headers, &ping).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let (status, _, _) = post(&server.url, &headers, note).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        // Closing runs after the answer is written; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while counts.closed.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            counts.made.load(Ordering::SeqCst),
+            4,
+            "json {json_response}"
+        );
+        assert_eq!(
+            counts.closed.load(Ordering::SeqCst),
+            4,
+            "json {json_response}"
+        );
+    }
+}

@@ -176,11 +176,19 @@ impl IntrospectionAuthenticator {
             tracing::warn!(endpoint = %self.endpoint, %error, "token introspection failed");
             AuthError::unavailable()
         })?;
+        let answer = serde_json::from_slice::<Value>(&body);
         if status != StatusCode::OK {
+            // Some servers answer an unknown token with a 4xx and `{"active": false}`: that is
+            // a verdict on the token (the client should re-authorize), not an outage.
+            if status.is_client_error()
+                && matches!(&answer, Ok(v) if v.get("active") == Some(&Value::Bool(false)))
+            {
+                return Err(AuthError::invalid_token("The access token is not active"));
+            }
             tracing::warn!(endpoint = %self.endpoint, %status, "token introspection refused");
             return Err(AuthError::unavailable());
         }
-        match serde_json::from_slice::<Value>(&body) {
+        match answer {
             Ok(answer @ Value::Object(_)) => Ok(answer),
             _ => {
                 tracing::warn!(endpoint = %self.endpoint, "token introspection answer is not a JSON object");

@@ -60,8 +60,8 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use mcp_tower_http::auth::{
-    ApiKeys, BoxAuthenticator, Either, IntrospectionAuthenticator, JwksSource, JwtAuthenticator,
-    ProtectedResourceMetadata, ScopePolicy,
+    ApiKeys, BoxAuthenticator, ChallengeLayer, Either, IntrospectionAuthenticator, JwksSource,
+    JwtAuthenticator, ProtectedResourceMetadata, ScopePolicy,
 };
 use mcp_tower_http::cors::McpCors;
 use mcp_tower_http::everything::EverythingServer;
@@ -1335,7 +1335,10 @@ async fn serve<M: MakeMcpService>(
             url = metadata.metadata_url(),
             "serving protected-resource metadata"
         );
-        stack = stack.protected_resource(metadata);
+        // The 401 challenge names the scopes every request needs (spec: SHOULD).
+        let challenge = ChallengeLayer::for_metadata(&metadata)
+            .scope(config.auth.required_scopes.iter().cloned());
+        stack = stack.protected_resource(metadata).challenge(challenge);
     }
     if config.server != Transports::Stream {
         stack = stack.legacy_sse(config.sse_endpoint.clone(), "/messages");
