@@ -82,11 +82,12 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -1182,34 +1183,55 @@ impl<S: McpService> McpService for ManagedService<S> {
 /// ended (an SSE answer stream ends with the answer). GETs (standalone and legacy SSE streams,
 /// `/ping`) are not counted: they only end when their session does.
 #[derive(Clone, Debug)]
-struct InFlight(Arc<watch::Sender<usize>>);
+struct InFlight(Arc<InFlightState>);
+
+/// A counter that only wakes anyone once shutdown waits for it to drain: the per-request cost is
+/// two atomic operations.
+#[derive(Debug, Default)]
+struct InFlightState {
+    count: AtomicUsize,
+    draining: AtomicBool,
+    idle: Notify,
+}
 
 impl InFlight {
     fn new() -> Self {
-        Self(Arc::new(watch::Sender::new(0)))
+        Self(Arc::default())
     }
 
     fn enter(&self) -> InFlightGuard {
-        self.0.send_modify(|n| *n += 1);
+        self.0.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.0.clone())
     }
 
     fn count(&self) -> usize {
-        *self.0.borrow()
+        self.0.count.load(Ordering::Acquire)
     }
 
     async fn idle(&self) {
-        let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        self.0.draining.store(true, Ordering::Release);
+        loop {
+            let notified = self.0.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a guard dropped in between still wakes us.
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
 #[derive(Debug)]
-struct InFlightGuard(Arc<watch::Sender<usize>>);
+struct InFlightGuard(Arc<InFlightState>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        let was = self.0.count.fetch_sub(1, Ordering::AcqRel);
+        if was == 1 && self.0.draining.load(Ordering::Acquire) {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
