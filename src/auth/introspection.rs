@@ -94,7 +94,7 @@ impl IntrospectionAuthenticator {
         }
         Ok(Self {
             endpoint: uri,
-            audiences: vec![resource.into()],
+            audiences: super::resource_audiences(resource.into()),
             allow_missing_audience: false,
             issuers: Vec::new(),
             client_auth: None,

@@ -96,7 +96,7 @@ impl JwtAuthenticator {
     pub fn new(resource: impl Into<String>) -> Self {
         let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
         Self {
-            audiences: vec![resource.into()],
+            audiences: super::resource_audiences(resource.into()),
             issuers: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             hmac: None,

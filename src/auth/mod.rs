@@ -154,6 +154,45 @@ pub trait Authenticator: Send + Sync + 'static {
     }
 }
 
+/// The audiences a token for `resource` may carry: the resource exactly, plus, for a resource
+/// without a path, the same URL with the root slash (`https://mcp.example.com` and
+/// `https://mcp.example.com/` name one resource; authorization servers write either).
+pub(crate) fn resource_audiences(resource: String) -> Vec<String> {
+    let without_scheme = resource
+        .strip_prefix("https://")
+        .or_else(|| resource.strip_prefix("http://"));
+    let other = match without_scheme {
+        Some(rest) if !rest.contains(['/', '?', '#']) => Some(format!("{resource}/")),
+        Some(rest) if rest.ends_with('/') && rest.find('/') == Some(rest.len() - 1) => {
+            Some(resource.trim_end_matches('/').to_owned())
+        }
+        _ => None,
+    };
+    std::iter::once(resource).chain(other).collect()
+}
+
+#[cfg(test)]
+mod audience_tests {
+    use super::resource_audiences;
+
+    #[test]
+    fn pathless_resources_accept_the_root_slash_and_nothing_else_changes() {
+        assert_eq!(
+            resource_audiences("https://mcp.example.com".into()),
+            ["https://mcp.example.com", "https://mcp.example.com/"]
+        );
+        assert_eq!(
+            resource_audiences("http://127.0.0.1:8080/".into()),
+            ["http://127.0.0.1:8080/", "http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            resource_audiences("https://mcp.example.com/mcp".into()),
+            ["https://mcp.example.com/mcp"]
+        );
+        assert_eq!(resource_audiences("urn:mcp".into()), ["urn:mcp"]);
+    }
+}
+
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Object-safe form of [`Authenticator`], behind [`BoxAuthenticator`].
