@@ -14,19 +14,16 @@
 //! it the tests print a skip line and pass, except under CI (`CI` set), where a missing install
 //! is a failure.
 
-use std::io::{BufRead, BufReader, Read};
+#[path = "support/proxy.rs"]
+mod proxy;
+
+use proxy::{Server, in_ci};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// How long the binary may take to print its `listening on` line.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one suite run may take (a whole run normally takes 2-3 s on loopback).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(180);
-const LISTENING: &str = "listening on http://";
 /// At most this much of one scenario's failing checks goes into a failure message.
 const MAX_CHECKS_CHARS: usize = 8_000;
 
@@ -34,10 +31,6 @@ fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("conformance")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 /// One pinned version of the suite, installed under `node_modules/<alias>`.
@@ -105,114 +98,6 @@ fn installed_entry(suite: &Suite) -> Option<PathBuf> {
     Some(entry)
 }
 
-/// Kills and reaps the child when dropped, so no test leaves a process behind (also on panic).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The `mcp-proxy` binary, running on a free loopback port.
-struct Server {
-    _child: KillOnDrop,
-    /// `http://HOST:PORT/mcp`
-    url: String,
-    /// Everything the server printed so far (stdout and stderr), for failure messages.
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-proxy"));
-        // The binary reads its options from `MCP_PROXY_*` too: test its defaults, whatever the
-        // environment says.
-        for (var, _) in std::env::vars_os() {
-            if var.to_str().is_some_and(|v| v.starts_with("MCP_PROXY_")) {
-                cmd.env_remove(var);
-            }
-        }
-        let mut child = cmd
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("failed to start the mcp-proxy binary");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        // Read both streams to the end (so the server never blocks on a full pipe), keep a copy
-        // of every line, and hand lines to the test thread until it stops listening.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        for (name, stream) in [
-            ("stdout", Box::new(stdout) as Box<dyn Read + Send>),
-            ("stderr", Box::new(stderr)),
-        ] {
-            let tx = tx.clone();
-            let log = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock()
-                        .unwrap()
-                        .push_str(&format!("[server {name}] {line}\n"));
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        drop(tx);
-        let child = KillOnDrop(child);
-
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(base) = parse_listening(&line) {
-                        break format!("{base}/mcp");
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "mcp-proxy printed no `{LISTENING}HOST:PORT` line within {STARTUP_TIMEOUT:?}; \
-                     output:\n{}",
-                    log.lock().unwrap()
-                ),
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
-                    "mcp-proxy closed its output (exited?) before printing a \
-                     `{LISTENING}HOST:PORT` line; output:\n{}",
-                    log.lock().unwrap()
-                ),
-            }
-        };
-        Server {
-            _child: child,
-            url,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-/// `... listening on http://127.0.0.1:41234/mcp ...` → `http://127.0.0.1:41234`.
-fn parse_listening(line: &str) -> Option<String> {
-    let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
-    let authority: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-'))
-        .collect();
-    let port = authority.rsplit_once(':')?.1;
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(format!("http://{authority}"))
-}
-
 /// Removes ANSI escape sequences (CSI `ESC [ ... final` and two-byte `ESC x`).
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -264,11 +149,6 @@ fn failed_scenarios(output: &str) -> Vec<String> {
 #[test]
 fn output_parsing() {
     assert_eq!(
-        parse_listening("mcp-proxy listening on http://127.0.0.1:4321/mcp").as_deref(),
-        Some("http://127.0.0.1:4321")
-    );
-    assert_eq!(parse_listening("listening on http://localhost/mcp"), None);
-    assert_eq!(
         strip_ansi("\u{1b}[32m✓\u{1b}[0m ping: 1 passed, 0 failed\u{1b}[1m"),
         "✓ ping: 1 passed, 0 failed"
     );
@@ -302,65 +182,23 @@ fn run_suite(entry: &Path, suite: &Suite, server: &Server, results: &Path) -> Su
         .args(suite.args)
         .arg("-o")
         .arg(results);
-    // Loopback only: keep any proxy settings of the environment away from the suite.
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "NODE_OPTIONS",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost,::1")
-        .env("no_proxy", "127.0.0.1,localhost,::1")
-        .env("NO_COLOR", "1")
-        .env("FORCE_COLOR", "0")
-        .current_dir(conformance_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = KillOnDrop(
-        cmd.spawn()
-            .unwrap_or_else(|e| panic!("failed to start the conformance suite {cmd:?}: {e}")),
-    );
-    let read_all = |mut stream: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stream.read_to_end(&mut buf);
-            strip_ansi(&String::from_utf8_lossy(&buf))
-        })
-    };
-    let stdout = read_all(Box::new(child.0.stdout.take().expect("piped stdout")));
-    let stderr = read_all(Box::new(child.0.stderr.take().expect("piped stderr")));
-
-    let deadline = Instant::now() + SUITE_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("waiting for the suite") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let Some(status) = status else {
-        drop(child); // kill it; its pipes close and the readers finish
+    // The suite runs on its own Node: options meant for another one must not leak in.
+    cmd.env_remove("NODE_OPTIONS");
+    let run = proxy::run_client(cmd, &conformance_dir(), SUITE_TIMEOUT);
+    let Some(status) = run.status else {
         panic!(
             "conformance {} did not finish within {SUITE_TIMEOUT:?} (killed)\nstdout:\n{}\n\
              stderr:\n{}\nserver output:\n{}",
             suite.version,
-            stdout.join().unwrap(),
-            stderr.join().unwrap(),
+            strip_ansi(&run.stdout),
+            strip_ansi(&run.stderr),
             server.log()
         );
     };
     SuiteRun {
         status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        stdout: strip_ansi(&run.stdout),
+        stderr: strip_ansi(&run.stderr),
     }
 }
 
@@ -433,7 +271,7 @@ fn conformance(suite: &Suite) {
     std::fs::create_dir_all(&results)
         .unwrap_or_else(|e| panic!("creating {}: {e}", results.display()));
 
-    let server = Server::start();
+    let server = Server::start(&[]);
     let started = Instant::now();
     let run = run_suite(&entry, suite, &server, &results);
     let elapsed = started.elapsed();
