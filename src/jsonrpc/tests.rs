@@ -93,3 +93,29 @@ fn round_trips() {
         assert_eq!(Payload::parse(&m.to_bytes()).unwrap(), Payload::Single(m));
     }
 }
+
+#[test]
+fn fast_path_agrees_with_the_exact_path() {
+    for body in [
+        &br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a\"b"}}}"#[..],
+        br#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#,
+        br#"  {"method":"n","jsonrpc":"2.0","params":[1,2]}"#,
+        br#"{"jsonrpc":"2.0","id":3,"result":null}"#,
+        br#"{"jsonrpc":"2.0","id":3,"result":{"ok":true},"extra":1}"#,
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"x","data":[1]}}"#,
+        br#"{"jsonrpc":"2.0","error":{"code":-1,"message":"no id"}}"#,
+        br#"[{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#,
+        // Not valid: both paths must refuse the same way.
+        br#"{"jsonrpc":"2.0","id":null,"method":"m"}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"m","params":null}"#,
+        br#"{"jsonrpc":"2.0","id":1,"method":"m","result":{}}"#,
+        br#"{"jsonrpc":"2.0","result":{}}"#,
+        br#"{"jsonrpc":2,"id":1,"method":"m"}"#,
+        br#"{"jsonrpc":"2.0","id":1.5,"method":"m"}"#,
+        br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}"#,
+        br#"[]"#,
+        br#"{"#,
+    ] {
+        assert_eq!(Payload::parse(body), Payload::parse_exact(body), "{}", String::from_utf8_lossy(body));
+    }
+}

@@ -123,22 +123,35 @@ impl<S> SseService<S> {
     crate::macros::define_inner_service_accessors!();
 }
 
-/// `true` when `Accept` lists a media range matching `wanted` (`type/subtype`).
-fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
-    let (wanted_type, _) = wanted.split_once('/').unwrap_or((wanted, ""));
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|range| range.split(';').next().unwrap_or("").trim())
-        .any(|range| {
-            range.eq_ignore_ascii_case(wanted)
-                || range == "*/*"
-                || range
-                    .strip_suffix("/*")
-                    .is_some_and(|t| t.eq_ignore_ascii_case(wanted_type))
-        })
+/// What an `Accept` header allows of the two media types MCP answers with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Accepted {
+    json: bool,
+    event_stream: bool,
+}
+
+/// Reads every `Accept` header in one pass over its bytes (this runs on every request).
+fn accepted(headers: &HeaderMap) -> Accepted {
+    let mut accepted = Accepted::default();
+    for value in headers.get_all(header::ACCEPT) {
+        for range in value.as_bytes().split(|&b| b == b',') {
+            let range = range
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            let matches = |wanted: &[u8], wanted_type: &[u8]| {
+                range.eq_ignore_ascii_case(wanted)
+                    || range == b"*/*"
+                    || range
+                        .strip_suffix(b"/*")
+                        .is_some_and(|t| t.eq_ignore_ascii_case(wanted_type))
+            };
+            accepted.json |= matches(b"application/json", b"application");
+            accepted.event_stream |= matches(b"text/event-stream", b"text");
+        }
+    }
+    accepted
 }
 
 pub(crate) fn sse_headers(headers: &mut HeaderMap) {
@@ -283,8 +296,11 @@ where
             return self.get_stream(&req, session, version);
         }
         if req.method() == Method::POST
-            && !(accepts(req.headers(), "application/json")
-                && accepts(req.headers(), "text/event-stream"))
+            && accepted(req.headers())
+                != (Accepted {
+                    json: true,
+                    event_stream: true,
+                })
         {
             let id = req
                 .extensions()
@@ -319,7 +335,7 @@ impl<S> SseService<S> {
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
         ResBody: Send + 'static,
     {
-        if !accepts(req.headers(), "text/event-stream") {
+        if !accepted(req.headers()).event_stream {
             return ResponseFuture::reject(TransportError::not_acceptable_event_stream());
         }
         let last_event_id = req.headers().get("last-event-id").map(|v| {

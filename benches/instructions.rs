@@ -1,0 +1,55 @@
+//! A deterministic cost figure: N `tools/call` echo requests through the full stack in process
+//! (JSON mode, or SSE with the `sse` argument), for counting instructions per request with
+//! callgrind, which repeats exactly on a noisy machine:
+//!
+//! ```text
+//! cargo build --release --bench instructions
+//! valgrind --tool=callgrind target/release/deps/instructions-* 1000
+//! valgrind --tool=callgrind target/release/deps/instructions-* 11000
+//! # (second total - first total) / 10000 = instructions per request
+//! ```
+//!
+//! Under `cargo test` it makes a few calls as a smoke run.
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use mcp_tower_http::everything::EverythingServer;
+use mcp_tower_http::{McpStack, SessionContext};
+use tower::{Service, ServiceExt};
+
+fn post(body: String, session: Option<&str>) -> Request<Full<Bytes>> {
+    let mut r = Request::post("/mcp")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18");
+    if let Some(id) = session {
+        r = r.header("mcp-session-id", id);
+    }
+    r.body(Full::<Bytes>::from(body)).unwrap()
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
+    let sse = std::env::args().any(|a| a == "sse");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut svc = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
+            .json_response(!sse)
+            .into_service();
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
+        let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap().call(post(init.into(), None)).await.unwrap();
+        let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let _ = r.into_body().collect().await;
+        let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the load generator"}}}"#;
+        for _ in 0..n {
+            let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap().call(post(call.into(), Some(&id))).await.unwrap();
+            let _ = r.into_body().collect().await;
+        }
+    });
+}
