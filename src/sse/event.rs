@@ -67,7 +67,9 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 
     /// The events of `after.stream` that follow `after`, in order; `None` if `after` is unknown
-    /// or was evicted (the client then gets a 4xx and starts over).
+    /// or was evicted (the client then gets a 4xx and starts over). `<stream>/0` is the start
+    /// of a stream, which is not always stored: it is known when the stream's first stored
+    /// event is `<stream>/1`.
     fn replay_after(
         &self,
         session: &SessionId,

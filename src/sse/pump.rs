@@ -166,8 +166,9 @@ impl Streams {
         if priming {
             encode_priming(&mut buf, start);
         }
-        let mut events = Vec::with_capacity(messages.len() + 1);
-        events.push((start, Bytes::new()));
+        // No start marker: the whole stream is stored at once, from seq 1 (see
+        // `EventStore::replay_after` on `<stream>/0`).
+        let mut events = Vec::with_capacity(messages.len());
         for (seq, message) in (1..).zip(messages) {
             let data = message.to_bytes();
             let id = EventId { stream, seq };

@@ -167,10 +167,13 @@ impl InMemoryEventStore {
         let inner = self.lock();
         let stream = inner.sessions.get(session)?.streams.get(&after.stream)?;
         let front = stream.front()?.0;
-        if after.seq < front {
+        // The client needs everything after `after`: fine while the oldest stored event is at
+        // most the next one (a stream's first stored event may be 1, its start being id 0).
+        let next = after.seq.checked_add(1)?;
+        if next < front {
             return None;
         }
-        let start = usize::try_from(after.seq - front + 1).ok()?;
+        let start = usize::try_from(next - front).ok()?;
         if start > stream.len() {
             return None;
         }
@@ -306,7 +309,12 @@ mod tests {
             store.append_sync(&s, id(1, seq), data(seq));
         }
         assert_eq!(store.len(), 3);
-        assert_eq!(store.replay_sync(&s, id(1, 0)), None);
+        assert_eq!(store.replay_sync(&s, id(1, 0)), None, "event 1 was evicted");
+        assert_eq!(
+            store.replay_sync(&s, id(1, 1)).unwrap().len(),
+            3,
+            "2..=4 are all there"
+        );
         assert_eq!(store.replay_sync(&s, id(1, 2)).unwrap().len(), 2);
         // Another session has its own bound.
         store.append_sync(&sid("b"), id(1, 0), data(0));
@@ -326,6 +334,18 @@ mod tests {
             "oldest evicted"
         );
         assert!(store.replay_sync(&sid("g"), id(1, 0)).is_some());
+    }
+
+    #[test]
+    fn a_stream_stored_from_seq_1_resumes_from_its_start() {
+        let store = InMemoryEventStore::new();
+        let s = sid("a");
+        store.append_sync(&s, id(5, 1), data(1));
+        store.append_sync(&s, id(5, 2), data(2));
+        assert_eq!(
+            store.replay_sync(&s, id(5, 0)).unwrap(),
+            vec![(id(5, 1), data(1)), (id(5, 2), data(2))]
+        );
     }
 
     #[test]
