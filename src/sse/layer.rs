@@ -5,7 +5,7 @@ use super::event::{
 use super::future::ResponseFuture;
 use super::pump::Streams;
 use super::store::InMemoryEventStore;
-use super::{DEFAULT_KEEP_ALIVE, MessageStream, Outgoing, ResponseMode};
+use super::{DEFAULT_KEEP_ALIVE, Outgoing, ResponseMode};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::protocol::ProtocolVersion;
 use crate::session::Session;
@@ -190,24 +190,15 @@ impl Framing {
         let Some(outgoing) = parts.extensions.remove::<Outgoing>() else {
             return Response::from_parts(parts, ResponseBody::inner(body));
         };
-        if self.mode == ResponseMode::Json {
-            let json = match outgoing {
-                Outgoing::One(message) => Some(message.to_bytes()),
-                Outgoing::Batch(messages) => Some(encode_json_batch(&messages)),
-                // A stream cannot be one JSON body; it goes out as SSE below.
-                Outgoing::Stream(_) => None,
-            };
-            if let Some(json) = json {
-                json_headers(&mut parts.headers);
-                parts.headers.remove(header::CONTENT_LENGTH);
-                return Response::from_parts(parts, ResponseBody::full(json));
-            }
-            return self.frame_sse(
-                parts,
-                Outgoing::Stream(MessageStream::new(mpsc::channel(1).1)),
-            );
-        }
-        self.frame_sse(parts, outgoing)
+        let json = match (self.mode, outgoing) {
+            (ResponseMode::Json, Outgoing::One(message)) => message.to_bytes(),
+            (ResponseMode::Json, Outgoing::Batch(messages)) => encode_json_batch(&messages),
+            // A stream cannot be one JSON body: it goes out as SSE whatever the mode.
+            (_, outgoing) => return self.frame_sse(parts, outgoing),
+        };
+        json_headers(&mut parts.headers);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Response::from_parts(parts, ResponseBody::full(json))
     }
 
     fn frame_sse<B>(

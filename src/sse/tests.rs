@@ -137,6 +137,35 @@ async fn streams_messages_as_they_come_then_ends() {
 }
 
 #[tokio::test]
+async fn json_mode_still_streams_a_stream_answer() {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let stream = MessageStream::new(rx);
+    let svc =
+        SseLayer::new()
+            .json_response(true)
+            .layer(tower::service_fn(move |_req: Request<()>| {
+                let stream = stream.clone();
+                async move {
+                    let mut r = Response::new(Full::<Bytes>::default());
+                    r.extensions_mut().insert(Outgoing::Stream(stream));
+                    Ok::<_, Infallible>(r)
+                }
+            }));
+    let r = svc.oneshot(post(BOTH)).await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let answer = Message::result(Id::Number(1), json!({}));
+    tx.send(StreamEvent::Message(answer)).await.unwrap();
+    drop(tx);
+    assert_eq!(
+        body_of(r).await,
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"
+    );
+}
+
+#[tokio::test]
 async fn one_standalone_stream_per_session() {
     let s = session(ProtocolVersion::V2025_11_25);
     let svc = SseLayer::new().layer(answering(one));
