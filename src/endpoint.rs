@@ -166,7 +166,6 @@ async fn answer<S: McpService>(
     session: Option<&Arc<Session>>,
 ) -> Option<Message> {
     let id = request.id.clone();
-    let method_for_log = request.method.clone();
     let handled = AssertUnwindSafe(service.handle_request(request, cx)).catch_unwind();
     let outcome = match session {
         Some(session) => {
@@ -186,7 +185,7 @@ async fn answer<S: McpService>(
         Ok(Ok(result)) => Message::result(id, result),
         Ok(Err(error)) => Message::error(Some(id), error),
         Err(_) => {
-            tracing::error!(method = %method_for_log, "MCP handler panicked");
+            tracing::error!(request = %id, "MCP handler panicked");
             Message::error(Some(id), ErrorObject::internal())
         }
     })
@@ -198,11 +197,7 @@ fn cancelled_request(notification: &crate::jsonrpc::Notification) -> Option<Id> 
         return None;
     }
     let id = notification.params.as_ref()?.get("requestId")?;
-    match id {
-        serde_json::Value::Number(n) => n.as_i64().map(Id::Number),
-        serde_json::Value::String(s) => Some(Id::String(s.as_str().into())),
-        _ => None,
-    }
+    Id::from_value(id.clone())
 }
 
 /// One POST being answered.

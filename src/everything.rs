@@ -109,10 +109,7 @@ struct Shared {
 
 impl Shared {
     fn subscriptions(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A panic elsewhere cannot leave a set of strings inconsistent: keep using it.
-        self.subscriptions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.subscriptions)
     }
 
     fn dynamic(&self) -> bool {
@@ -281,10 +278,7 @@ impl EverythingServer {
     /// Runs `task` for as long as the session lives.
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let handle = tokio::spawn(task).abort_handle();
-        let mut tasks = self
-            .tasks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tasks = crate::sync::lock(&self.tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(handle);
     }
@@ -416,12 +410,7 @@ impl McpService for EverythingServer {
     }
 
     async fn close(&self) {
-        let tasks = std::mem::take(
-            &mut *self
-                .tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let tasks = std::mem::take(&mut *crate::sync::lock(&self.tasks));
         for task in tasks {
             task.abort();
         }

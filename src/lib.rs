@@ -51,6 +51,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod macros;
+mod sync;
 
 pub mod auth;
 pub mod body;

@@ -34,6 +34,7 @@ use crate::service::{
     MakeMcpService, McpService, NotificationContext, Peer, RequestContext, SessionContext,
 };
 use crate::session::{SessionCloser, SessionId};
+use crate::sync::lock;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -42,7 +43,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -56,10 +57,6 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// How many messages may wait for the child's stdin.
 const STDIN_CAPACITY: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// How to start a stdio MCP server; one child per session. See the [module docs](crate::stdio).
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@ use http_body_util::Full;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Tokens longer than this are refused without asking the authorization server.
@@ -287,7 +287,7 @@ impl Cache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.entries)
     }
 
     fn get(&self, token: &str) -> Option<Result<Principal, AuthError>> {

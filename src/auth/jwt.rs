@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Tokens longer than this are refused before any parsing.
@@ -427,7 +427,7 @@ struct State {
 
 impl fmt::Debug for Jwks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let state = crate::sync::read(&self.state);
         f.debug_struct("Jwks")
             .field("keys", &state.keys.len())
             .finish_non_exhaustive()
@@ -450,7 +450,7 @@ impl Jwks {
     }
 
     fn snapshot(&self) -> (Arc<[VerifyKey]>, Option<Instant>) {
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let state = crate::sync::read(&self.state);
         (state.keys.clone(), state.fetched)
     }
 
@@ -481,15 +481,12 @@ impl Jwks {
     async fn refresh(&self, client: &HttpClient, interval: Duration) -> Arc<[VerifyKey]> {
         let _one_at_a_time = self.fetching.lock().await;
         {
-            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            let state = crate::sync::read(&self.state);
             if state.attempted.is_some_and(|at| at.elapsed() < interval) {
                 return state.keys.clone();
             }
         }
-        self.state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .attempted = Some(Instant::now());
+        crate::sync::write(&self.state).attempted = Some(Instant::now());
         let loaded = match &self.kind {
             SourceKind::Static => return self.snapshot().0,
             SourceKind::File(path) => {
@@ -502,7 +499,7 @@ impl Jwks {
             }
             SourceKind::Url(uri) => fetch(client, uri).await,
         };
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut state = crate::sync::write(&self.state);
         match loaded {
             Ok(keys) => {
                 tracing::debug!(keys = keys.len(), "loaded JWKS keys");

@@ -42,7 +42,8 @@ pub enum Id {
 }
 
 impl Id {
-    fn from_value(value: Value) -> Option<Self> {
+    /// Reads an id: an integer or a string; anything else is not an id.
+    pub fn from_value(value: Value) -> Option<Self> {
         match value {
             Value::Number(n) => n.as_i64().map(Id::Number),
             Value::String(s) => Some(Id::String(s.into())),

@@ -2,6 +2,7 @@ use crate::jsonrpc::{ErrorObject, Id, Message};
 use crate::protocol::ProtocolVersion;
 use crate::service::SendError;
 use crate::sse::StreamEvent;
+use crate::sync::lock;
 use serde_json::Value;
 use std::any::Any;
 use std::borrow::Borrow;
@@ -10,7 +11,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -83,12 +84,6 @@ impl fmt::Debug for SessionId {
 fn now_millis() -> u64 {
     static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
     Instant::now().saturating_duration_since(*EPOCH).as_millis() as u64
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these short, non-async critical sections cannot leave the
-    // data half-updated in a way that matters more than losing the whole server.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The per-session server instance, type-erased so the session layer need not know the

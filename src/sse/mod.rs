@@ -122,7 +122,7 @@ impl MessageStream {
 
     /// Takes the receiver; `None` if it was taken already.
     pub fn take(&self) -> Option<mpsc::Receiver<StreamEvent>> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
+        crate::sync::lock(&self.0).take()
     }
 }
 

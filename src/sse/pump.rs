@@ -11,11 +11,12 @@ use super::StreamEvent;
 use super::event::{EventId, encode_data, encode_priming, encode_retry};
 use super::store::DynEventStore;
 use crate::session::{Session, SessionId};
+use crate::sync::lock;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// An encoded SSE frame and the sequence number of its event (for de-duplication on resume).
@@ -23,10 +24,6 @@ use tokio::sync::mpsc;
 pub(crate) struct Frame {
     pub(crate) seq: Option<u64>,
     pub(crate) bytes: Bytes,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The connection currently attached to a stream.

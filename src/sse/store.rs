@@ -105,7 +105,7 @@ impl InMemoryEventStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     fn append_sync(&self, session: &SessionId, id: EventId, data: Bytes) {
