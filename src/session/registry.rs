@@ -110,6 +110,18 @@ struct Standalone {
     rx: Option<mpsc::Receiver<StreamEvent>>,
 }
 
+impl Standalone {
+    /// The sending end, creating the channel on first use.
+    fn sender(&mut self) -> &mpsc::Sender<StreamEvent> {
+        let rx = &mut self.rx;
+        self.tx.get_or_insert_with(|| {
+            let (tx, receiver) = mpsc::channel(STANDALONE_CAPACITY);
+            *rx = Some(receiver);
+            tx
+        })
+    }
+}
+
 /// One Streamable HTTP session.
 pub struct Session {
     id: SessionId,
@@ -232,11 +244,7 @@ impl Session {
             return None;
         }
         let mut standalone = lock(&self.standalone);
-        if standalone.tx.is_none() {
-            let (tx, rx) = mpsc::channel(STANDALONE_CAPACITY);
-            standalone.tx = Some(tx);
-            standalone.rx = Some(rx);
-        }
+        standalone.sender();
         standalone.rx.take()
     }
 
@@ -254,15 +262,7 @@ impl Session {
             return Err(SendError::Closed);
         }
         let mut standalone = lock(&self.standalone);
-        if standalone.tx.is_none() {
-            let (tx, rx) = mpsc::channel(STANDALONE_CAPACITY);
-            standalone.tx = Some(tx);
-            standalone.rx = Some(rx);
-        }
-        let Some(tx) = standalone.tx.as_ref() else {
-            return Err(SendError::Closed);
-        };
-        match tx.try_send(StreamEvent::Message(message)) {
+        match standalone.sender().try_send(StreamEvent::Message(message)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::debug!(session = %self.id, "standalone stream buffer full; message dropped");
