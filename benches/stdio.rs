@@ -3,7 +3,7 @@
 //! - session start latency through a child (`initialize` → the child answers; spawn included),
 //! - a `tools/call` round trip through the child against the same call to the built-in server.
 //!
-//! The child is `tests/fixtures/crashing_server.py` (Python stdlib only; its `say` tool echoes).
+//! The child is `tests/fixtures/stdio_server.py` (Python stdlib only; its `say` tool echoes).
 //! `cargo bench --bench stdio` runs 50 sessions and 5,000 calls; `cargo test` a smoke run.
 
 use bytes::Bytes;
@@ -86,7 +86,7 @@ fn main() {
     let (sessions, calls) = if full { (50, 5_000) } else { (3, 50) };
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/crashing_server.py"
+        "/tests/fixtures/stdio_server.py"
     );
     let child = || StdioCommand::new("python3").args([fixture]);
     let runtime = tokio::runtime::Builder::new_multi_thread()

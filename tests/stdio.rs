@@ -8,7 +8,7 @@
 //! - Child lifecycle, counted in `/proc`: DELETE and idle expiry end the child; 100 sessions are
 //!   100 children, and SIGTERM ends the proxy (exit 0) and all of them; a child that ignores
 //!   both EOF on stdin and SIGTERM is still ended (SIGKILL), by DELETE and by SIGTERM.
-//! - A child that exits mid-request (`tests/fixtures/crashing_server.py`): its request fails with
+//! - A child that exits mid-request (`tests/fixtures/stdio_server.py`): its request fails with
 //!   `-32603`, its session is gone (404), other sessions keep working; over legacy SSE the
 //!   `-32603` is written before the stream ends.
 //! - Every progress notification of a request precedes its answer.

@@ -42,13 +42,13 @@ pub fn interop_dir() -> PathBuf {
     repo_dir().join("tests").join("interop")
 }
 
-/// `tests/fixtures/crashing_server.py`: answers `initialize` and `tools/list`; `tools/call say`
+/// `tests/fixtures/stdio_server.py`: answers `initialize` and `tools/list`; `tools/call say`
 /// writes to stderr and answers; any other `tools/call` exits the process without answering.
 pub fn crashing_fixture() -> PathBuf {
     repo_dir()
         .join("tests")
         .join("fixtures")
-        .join("crashing_server.py")
+        .join("stdio_server.py")
 }
 
 /// The entry of `@modelcontextprotocol/server-everything` (run as `node <entry> stdio`).
@@ -90,7 +90,7 @@ pub fn everything_command() -> Option<Vec<OsString>> {
     Some(vec!["node".into(), entry.into(), "stdio".into()])
 }
 
-/// The `python3 -u tests/fixtures/crashing_server.py` command, or `None` (after a skip line)
+/// The `python3 -u tests/fixtures/stdio_server.py` command, or `None` (after a skip line)
 /// when `python3` cannot run. The interpreter is named by its real path (`sys.executable`): a
 /// `python3` on `PATH` may be a wrapper script (pyenv's shim) that makes every start ~10 times
 /// slower.
@@ -105,7 +105,7 @@ pub fn fixture_command() -> Option<Vec<OsString>> {
         .filter(|path| !path.is_empty());
     let Some(python) = found else {
         if in_ci() {
-            panic!("python3 is needed for tests/fixtures/crashing_server.py but CI is set");
+            panic!("python3 is needed for tests/fixtures/stdio_server.py but CI is set");
         }
         println!("skipped: python3 is not available (needed for tests/fixtures)");
         return None;
