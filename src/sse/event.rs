@@ -85,11 +85,7 @@ pub(crate) const KEEP_ALIVE: &[u8] = b": keepalive\n\n";
 
 /// Appends one `event: message` frame, serializing the message straight into the buffer.
 pub(crate) fn encode_message(buf: &mut BytesMut, id: Option<EventId>, message: &Message) {
-    buf.put_slice(b"event: message\n");
-    if let Some(id) = id {
-        put_id(buf, id);
-    }
-    buf.put_slice(b"data: ");
+    put_event_head(buf, id);
     // Compact JSON has no raw newlines, so the message is one `data:` line. Writing into a
     // BytesMut cannot fail.
     let _ = serde_json::to_writer(buf.writer(), message);
@@ -98,13 +94,18 @@ pub(crate) fn encode_message(buf: &mut BytesMut, id: Option<EventId>, message: &
 
 /// Appends one `event: message` frame around already-serialized JSON.
 pub(crate) fn encode_data(buf: &mut BytesMut, id: Option<EventId>, json: &[u8]) {
+    put_event_head(buf, id);
+    buf.put_slice(json);
+    buf.put_slice(b"\n\n");
+}
+
+/// The start of an `event: message` frame, up to its `data: `.
+fn put_event_head(buf: &mut BytesMut, id: Option<EventId>) {
     buf.put_slice(b"event: message\n");
     if let Some(id) = id {
         put_id(buf, id);
     }
     buf.put_slice(b"data: ");
-    buf.put_slice(json);
-    buf.put_slice(b"\n\n");
 }
 
 /// Appends a `retry:` field, sent before the server closes a connection it expects the client to
