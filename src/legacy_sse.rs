@@ -319,17 +319,11 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
                     .into_response(),
             );
         };
-        let subject = req
-            .extensions()
-            .get::<Principal>()
-            .map(|p| p.subject.clone());
-        let session = match self.shared.sessions.get(id) {
-            Some(s) if !s.is_closed() && s.principal_subject() == subject.as_deref() => s,
-            _ => {
-                return ResponseFuture::ready(
-                    TransportError::new(TransportErrorKind::SessionNotFound).into_response(),
-                );
-            }
+        let subject = req.extensions().get::<Principal>().map(|p| &*p.subject);
+        let Some(session) = self.shared.sessions.get_for(id, subject) else {
+            return ResponseFuture::ready(
+                TransportError::new(TransportErrorKind::SessionNotFound).into_response(),
+            );
         };
         let Some(payload) = req.extensions().get::<Payload>() else {
             tracing::error!("legacy POST without a parsed body: add JsonRpcBodyLayer");

@@ -215,10 +215,8 @@ where
                 _ => ResponseFuture::inner(self.inner.call(req), None, None),
             };
         };
-        let session = match self.layer.registry.get(id) {
-            // A session is bound to its creator: anyone else is told it does not exist.
-            Some(s) if !s.is_closed() && s.principal_subject() == subject.as_deref() => s,
-            _ => return reject(TransportError::new(TransportErrorKind::SessionNotFound)),
+        let Some(session) = self.layer.registry.get_for(id, subject.as_deref()) else {
+            return reject(TransportError::new(TransportErrorKind::SessionNotFound));
         };
         if let Err(e) = header_version(&req) {
             return reject(e);

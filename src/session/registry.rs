@@ -439,6 +439,13 @@ impl SessionRegistry {
         lock(&self.sessions).get(id).cloned()
     }
 
+    /// The live session `id`, if `subject` (the request's principal, if any) created it. A
+    /// session is bound to its creator: anyone else is told it does not exist.
+    pub fn get_for(&self, id: &str, subject: Option<&str>) -> Option<Arc<Session>> {
+        self.get(id)
+            .filter(|s| !s.is_closed() && s.principal_subject() == subject)
+    }
+
     /// Reserves room for one more session; `None` at the limit.
     pub(crate) fn reserve(self: &Arc<Self>) -> Option<Reservation> {
         let reserved = self.count.fetch_add(1, Ordering::AcqRel) + 1;
