@@ -41,7 +41,7 @@ use crate::auth::{
     Auth, AuthLayer, Authenticator, BoxAuthenticator, Challenge, ChallengeLayer, MetadataService,
     ProtectedResourceMetadata, Scope, ScopeLayer, ScopePolicy,
 };
-use crate::cors::McpCors;
+use crate::cors::{McpCors, McpCorsService};
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
@@ -334,7 +334,7 @@ type Inner<M> = Challenge<
 
 /// The composed stack made by [`McpStack::into_service`].
 pub struct McpHttpService<M> {
-    inner: Cors<Routes<M>>,
+    inner: McpCorsService<Cors<Routes<M>>>,
 }
 
 /// Answers `/ping` and unknown paths, and marks sessions busy, in front of the stack.
@@ -375,7 +375,7 @@ impl<M> Clone for McpHttpService<M> {
 
 impl<M> std::fmt::Debug for McpHttpService<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let routes = self.inner.get_ref();
+        let routes = self.inner.get_ref().get_ref();
         f.debug_struct("McpHttpService")
             .field("endpoint_path", &routes.endpoint_path)
             .field("sessions", &routes.sessions.len())
@@ -386,18 +386,18 @@ impl<M> std::fmt::Debug for McpHttpService<M> {
 impl<M: MakeMcpService> McpHttpService<M> {
     /// The Streamable HTTP session table (for graceful shutdown: [`SessionRegistry::close_all`]).
     pub fn sessions(&self) -> &Arc<SessionRegistry> {
-        &self.inner.get_ref().sessions
+        &self.inner.get_ref().get_ref().sessions
     }
 
     /// The open 2026-07-28 `subscriptions/listen` streams (for graceful shutdown:
     /// [`ListenHub::close_all`]).
     pub fn listeners(&self) -> &Arc<ListenHub> {
-        &self.inner.get_ref().listeners
+        &self.inner.get_ref().get_ref().listeners
     }
 
     /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
     pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
-        self.inner.get_ref().legacy.sessions()
+        self.inner.get_ref().get_ref().legacy.sessions()
     }
 }
 
@@ -442,7 +442,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The metadata document has its own CORS (any origin, preflights answered), so it is
         // served ahead of the stack's CORS policy.
-        let metadata = self.inner.get_ref().metadata.as_ref();
+        let metadata = self.inner.get_ref().get_ref().metadata.as_ref();
         if let Some(document) = metadata.and_then(|m| m.respond_to(&req)) {
             return ResponseFuture::ready(document.map(StackBody::full));
         }
