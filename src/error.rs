@@ -44,6 +44,20 @@ pub enum TransportErrorKind {
     Forbidden,
     /// Something failed inside the server; details are logged, never sent.
     Internal,
+    /// 2026-07-28: a routing header (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`,
+    /// `Mcp-Param-*`) is missing, malformed or disagrees with the body (`-32020`).
+    HeaderMismatch,
+    /// 2026-07-28: the request's `_meta` claims a revision this server does not serve
+    /// (`-32022`, with `data.supported` and `data.requested`).
+    UnsupportedVersion,
+    /// 2026-07-28: the request's `_meta` lacks a required field (`-32602`).
+    InvalidParams,
+    /// 2026-07-28: answering needs a client capability the request did not declare (`-32021`,
+    /// with `data.requiredCapabilities`).
+    MissingCapability,
+    /// 2026-07-28: the method is not served (removed, unknown, or its capability is not
+    /// advertised): HTTP 404 with `-32601`.
+    MethodNotFound,
 }
 
 impl TransportErrorKind {
@@ -55,11 +69,15 @@ impl TransportErrorKind {
             | InvalidRequest
             | MissingSessionId
             | UnsupportedProtocolVersion
-            | UnknownEventId => StatusCode::BAD_REQUEST,
+            | UnknownEventId
+            | HeaderMismatch
+            | UnsupportedVersion
+            | InvalidParams
+            | MissingCapability => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            SessionNotFound => StatusCode::NOT_FOUND,
+            SessionNotFound | MethodNotFound => StatusCode::NOT_FOUND,
             Forbidden => StatusCode::FORBIDDEN,
             TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
             StreamConflict => StatusCode::CONFLICT,
@@ -76,6 +94,11 @@ impl TransportErrorKind {
             InvalidRequest => ErrorCode::INVALID_REQUEST,
             SessionNotFound => ErrorCode::SESSION_NOT_FOUND,
             Internal => ErrorCode::INTERNAL_ERROR,
+            HeaderMismatch => ErrorCode::HEADER_MISMATCH,
+            UnsupportedVersion => ErrorCode::UNSUPPORTED_PROTOCOL_VERSION,
+            InvalidParams => ErrorCode::INVALID_PARAMS,
+            MissingCapability => ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
+            MethodNotFound => ErrorCode::METHOD_NOT_FOUND,
             _ => ErrorCode::SERVER_ERROR,
         }
     }
@@ -100,6 +123,11 @@ impl TransportErrorKind {
             UnknownEventId => "Bad Request: unknown Last-Event-ID",
             Forbidden => "Forbidden",
             Internal => "Internal error",
+            HeaderMismatch => "Bad Request: routing headers do not match the request",
+            UnsupportedVersion => "Unsupported protocol version",
+            InvalidParams => "Invalid params",
+            MissingCapability => "Missing required client capability",
+            MethodNotFound => "Method not found",
         }
     }
 }
@@ -110,6 +138,7 @@ pub struct TransportError {
     kind: TransportErrorKind,
     id: Option<Id>,
     message: Cow<'static, str>,
+    data: Option<serde_json::Value>,
     allow: Option<&'static str>,
     retry_after_secs: Option<u32>,
 }
@@ -121,6 +150,7 @@ impl TransportError {
             kind,
             id: None,
             message: Cow::Borrowed(kind.default_message()),
+            data: None,
             allow: None,
             retry_after_secs: None,
         }
@@ -130,6 +160,34 @@ impl TransportError {
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
         self.message = message.into();
         self
+    }
+
+    /// Sets the error's `data` member.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// A rejection of `kind` carrying a handler's error as it is (message and data), e.g. a
+    /// `-32601` that 2026-07-28 answers with HTTP 404.
+    pub fn from_error_object(kind: TransportErrorKind, error: ErrorObject) -> Self {
+        let mut e = Self::new(kind).with_message(error.message);
+        e.data = error.data;
+        e
+    }
+
+    /// `400 -32022` for a sessionless request claiming a revision not served, listing the
+    /// sessionless revisions that are.
+    pub fn unsupported_version(requested: &str) -> Self {
+        let supported: Vec<&str> = ProtocolVersion::SESSIONLESS
+            .map(ProtocolVersion::as_str)
+            .into();
+        Self::new(TransportErrorKind::UnsupportedVersion)
+            .with_message(format!(
+                "Unsupported protocol version (supported versions: {})",
+                supported.join(", ")
+            ))
+            .with_data(serde_json::json!({ "supported": supported, "requested": requested }))
     }
 
     /// Sets the id of the request being refused, echoed in the body.
@@ -200,10 +258,9 @@ impl TransportError {
 
     /// The JSON-RPC error response for the body.
     pub fn to_message(&self) -> Message {
-        Message::error(
-            self.id.clone(),
-            ErrorObject::new(self.kind.code(), self.message.clone().into_owned()),
-        )
+        let mut error = ErrorObject::new(self.kind.code(), self.message.clone().into_owned());
+        error.data = self.data.clone();
+        Message::error(self.id.clone(), error)
     }
 
     /// A rejection response: status and headers set, empty body, this error in the extensions

@@ -41,7 +41,7 @@
 //! [`MakeMcpService`](crate::service::MakeMcpService).
 
 use crate::jsonrpc::{ErrorObject, Notification, Request};
-use crate::protocol::ProtocolVersion;
+use crate::protocol::{LogLevel, ProtocolVersion};
 use crate::service::{McpService, NotificationContext, Peer, RequestContext, SendError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -508,41 +508,6 @@ fn parse_params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, ErrorOb
 fn tool_args<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, ErrorObject> {
     serde_json::from_value(arguments)
         .map_err(|e| ErrorObject::invalid_params(format!("Invalid arguments for tool {tool}: {e}")))
-}
-
-/// MCP log levels, least severe first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-#[repr(u8)]
-enum LogLevel {
-    Debug,
-    Info,
-    Notice,
-    Warning,
-    Error,
-    Critical,
-    Alert,
-    Emergency,
-}
-
-impl LogLevel {
-    const ALL: [LogLevel; 8] = [
-        LogLevel::Debug,
-        LogLevel::Info,
-        LogLevel::Notice,
-        LogLevel::Warning,
-        LogLevel::Error,
-        LogLevel::Critical,
-        LogLevel::Alert,
-        LogLevel::Emergency,
-    ];
-
-    fn from_u8(v: u8) -> Self {
-        Self::ALL
-            .get(usize::from(v))
-            .copied()
-            .unwrap_or(LogLevel::Debug)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

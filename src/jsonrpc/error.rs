@@ -30,6 +30,12 @@ impl ErrorCode {
     pub const RESOURCE_NOT_FOUND: Self = Self(-32002);
     /// The client must answer an elicitation before the request can go on (MCP).
     pub const URL_ELICITATION_REQUIRED: Self = Self(-32042);
+    /// 2026-07-28: a routing header disagrees with the body, or is missing.
+    pub const HEADER_MISMATCH: Self = Self(-32020);
+    /// 2026-07-28: answering needs a client capability the request did not declare.
+    pub const MISSING_REQUIRED_CLIENT_CAPABILITY: Self = Self(-32021);
+    /// 2026-07-28: the request's protocol revision is not served.
+    pub const UNSUPPORTED_PROTOCOL_VERSION: Self = Self(-32022);
 }
 
 impl fmt::Display for ErrorCode {

@@ -1,0 +1,540 @@
+//! 2026-07-28 routing headers: `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`.
+//!
+//! A 2026-07-28 request repeats what a gateway needs for routing in HTTP headers, so the gateway
+//! need not parse the body. A server that does read the body MUST cross-check them; this layer
+//! does, and a gateway can use it alone (after
+//! [`JsonRpcBodyLayer`](crate::jsonrpc_body::JsonRpcBodyLayer)). Requests of the 2025 eras pass
+//! untouched ([`classify`](crate::modern::classify) decides).
+//!
+//! Checked in this order, every failure answered with HTTP 400 and JSON-RPC `-32020` echoing the
+//! request id:
+//!
+//! | header | rule |
+//! |---|---|
+//! | `MCP-Protocol-Version` | present; equal to `params._meta["io.modelcontextprotocol/protocolVersion"]` |
+//! | `Mcp-Method` | present; equal to the body's `method` (case-sensitive) |
+//! | `Mcp-Name` | for `tools/call` and `prompts/get` equal to `params.name`, for `resources/read` to `params.uri`; required when the body has the value |
+//! | `Mcp-Param-{X}` | for a `tools/call` argument whose schema property has `"x-mcp-header": "X"`: equal to the argument (strings exactly, integers numerically, booleans as `true`/`false`); required when the argument is present |
+//!
+//! Header names are case-insensitive; surrounding whitespace is ignored; a value written
+//! `=?base64?…?=` is decoded (strict padding and alphabet) before comparing, and a value with
+//! only the prefix or only the suffix is literal text. A routing header sent twice is refused.
+//!
+//! `Mcp-Param-*` rules come from the tools' input schemas, which the layer learns from
+//! `tools/list` results through a shared [`ToolHeaders`] table: in [`McpStack`](crate::McpStack)
+//! the endpoint feeds it every `tools/list` answer it gives; a gateway feeds it what it sees or
+//! configures it. Arguments of tools it has not learned are not checked.
+//!
+//! # Example
+//!
+//! ```
+//! use mcp_tower_http::jsonrpc_body::JsonRpcBodyLayer;
+//! use mcp_tower_http::routing_headers::RoutingHeadersLayer;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(JsonRpcBodyLayer::new())
+//!     .layer(RoutingHeadersLayer::new())
+//!     .service_fn(|_req: Request<Full<Bytes>>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+//!     });
+//!
+//! let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{
+//!     "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+//!     "io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+//! // `Mcp-Method` disagrees with the body: 400.
+//! let request = Request::post("/mcp")
+//!     .header("content-type", "application/json")
+//!     .header("mcp-protocol-version", "2026-07-28")
+//!     .header("mcp-method", "prompts/list")
+//!     .body(Full::<Bytes>::from(body))
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+//! # }
+//! ```
+
+use crate::error::{TransportError, TransportErrorKind};
+use crate::future::ResponseFuture;
+use crate::jsonrpc::{Message, Payload};
+use crate::modern::{Era, META_PROTOCOL_VERSION, classify};
+use crate::session::MCP_PROTOCOL_VERSION;
+use base64::Engine;
+use http::{HeaderMap, HeaderName, Request, Response};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// The `Mcp-Method` header.
+pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+/// The `Mcp-Name` header.
+pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+/// The prefix of `Mcp-Param-{X}` headers (lower case, as `http` stores names).
+pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
+
+/// How many tools a [`ToolHeaders`] table remembers: an upstream listing more cannot make it grow
+/// further (the rest are not checked).
+const MAX_TOOLS: usize = 10_000;
+
+/// The JSON type of an `x-mcp-header` argument, which decides how its header compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ParamType {
+    String,
+    Integer,
+    Boolean,
+}
+
+/// One `x-mcp-header` annotation of a tool's input schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ParamHeader {
+    /// The argument name (a top-level property of the input schema).
+    argument: String,
+    /// The full header name, lower case: `mcp-param-{x}`.
+    header: HeaderName,
+    kind: ParamType,
+}
+
+/// The `x-mcp-header` annotations of known tools, shared between the layer and whoever learns
+/// the tools (cloning shares the table).
+#[derive(Clone, Debug, Default)]
+pub struct ToolHeaders {
+    tools: Arc<RwLock<HashMap<String, Arc<[ParamHeader]>>>>,
+}
+
+impl ToolHeaders {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Learns the annotations of every tool in a `tools/list` result (`{"tools": [...]}`),
+    /// replacing what was known of those tools.
+    pub fn learn_tools_list(&self, result: &Value) {
+        let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+            return;
+        };
+        let mut learned = Vec::with_capacity(tools.len());
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            learned.push((name.to_owned(), param_headers(tool)));
+        }
+        let mut table = crate::sync::write(&self.tools);
+        for (name, params) in learned {
+            if table.len() >= MAX_TOOLS && !table.contains_key(&name) {
+                break;
+            }
+            table.insert(name, params);
+        }
+    }
+
+    fn get(&self, tool: &str) -> Option<Arc<[ParamHeader]>> {
+        crate::sync::read(&self.tools).get(tool).cloned()
+    }
+
+    /// The number of tools known.
+    pub fn len(&self) -> usize {
+        crate::sync::read(&self.tools).len()
+    }
+
+    /// `true` when no tool is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The annotated top-level properties of a tool's `inputSchema`.
+fn param_headers(tool: &Value) -> Arc<[ParamHeader]> {
+    let Some(properties) = tool
+        .get("inputSchema")
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+    else {
+        return Arc::from([]);
+    };
+    properties
+        .iter()
+        .filter_map(|(argument, schema)| {
+            let suffix = schema.get("x-mcp-header")?.as_str()?;
+            let kind = match schema.get("type").and_then(Value::as_str) {
+                Some("integer") => ParamType::Integer,
+                Some("boolean") => ParamType::Boolean,
+                _ => ParamType::String,
+            };
+            let header =
+                HeaderName::from_bytes(format!("{MCP_PARAM_PREFIX}{suffix}").as_bytes()).ok()?;
+            Some(ParamHeader {
+                argument: argument.clone(),
+                header,
+                kind,
+            })
+        })
+        .collect()
+}
+
+/// Validates routing headers of 2026-07-28 requests; see the [module docs](crate::routing_headers).
+#[derive(Clone, Debug, Default)]
+pub struct RoutingHeadersLayer {
+    tools: ToolHeaders,
+}
+
+impl RoutingHeadersLayer {
+    /// A layer with its own, empty [`ToolHeaders`] table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks `Mcp-Param-*` headers against `tools` (share it with whoever learns the tools).
+    pub fn tool_headers(mut self, tools: ToolHeaders) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// The table of learned tool annotations.
+    pub fn tools(&self) -> &ToolHeaders {
+        &self.tools
+    }
+}
+
+impl<S> Layer<S> for RoutingHeadersLayer {
+    type Service = RoutingHeaders<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RoutingHeaders {
+            inner,
+            tools: self.tools.clone(),
+        }
+    }
+}
+
+/// The service made by [`RoutingHeadersLayer`].
+#[derive(Clone, Debug)]
+pub struct RoutingHeaders<S> {
+    inner: S,
+    tools: ToolHeaders,
+}
+
+impl<S> RoutingHeaders<S> {
+    crate::macros::define_inner_service_accessors!();
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RoutingHeaders<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let payload = req.extensions().get::<Payload>();
+        // Requests that are not modern, or not a request at all, are not this layer's business
+        // (classification errors are the era layer's to report).
+        if let (Ok(Era::Modern), Some(Payload::Single(Message::Request(request)))) =
+            (classify(req.method(), req.headers(), payload), payload)
+            && let Err(e) = check(req.headers(), request, &self.tools)
+        {
+            return ResponseFuture::reject(e.with_id(Some(request.id.clone())).into_response());
+        }
+        ResponseFuture::inner(self.inner.call(req))
+    }
+}
+
+fn mismatch(message: String) -> TransportError {
+    TransportError::new(TransportErrorKind::HeaderMismatch)
+        .with_message(format!("Header mismatch: {message}"))
+}
+
+/// The one value of a routing header, trimmed; `Ok(None)` when absent. Sent twice, or not
+/// visible ASCII / UTF-8, is an error.
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, TransportError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(mismatch(format!("{name} is sent more than once")));
+    }
+    let value = std::str::from_utf8(value.as_bytes())
+        .map_err(|_| mismatch(format!("{name} is not UTF-8")))?;
+    Ok(Some(value.trim_matches([' ', '\t'])))
+}
+
+/// Decodes `=?base64?…?=` (strict padding and alphabet); anything else is literal.
+fn decode(name: &HeaderName, value: &str) -> Result<String, TransportError> {
+    let Some(encoded) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Ok(value.to_owned());
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| mismatch(format!("{name} is not valid base64")))
+}
+
+/// A header that must carry `expected` when the body has a value.
+fn expect_header(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    expected: &Value,
+    kind: ParamType,
+) -> Result<(), TransportError> {
+    if expected.is_null() {
+        return Ok(());
+    }
+    let Some(raw) = single(headers, name)? else {
+        return Err(mismatch(format!("{name} is required for this request")));
+    };
+    let value = decode(name, raw)?;
+    let equal = match (kind, expected) {
+        (ParamType::String, Value::String(s)) => value == *s,
+        (ParamType::Integer, Value::Number(n)) => match (value.parse::<i64>(), n.as_i64()) {
+            (Ok(h), Some(b)) => h == b,
+            _ => value.parse::<f64>().ok() == n.as_f64(),
+        },
+        (ParamType::Boolean, Value::Bool(b)) => value == if *b { "true" } else { "false" },
+        // The body's value is not of the annotated type: compare its JSON text.
+        (_, other) => value == other.to_string(),
+    };
+    if equal {
+        Ok(())
+    } else {
+        Err(mismatch(format!("{name} does not match the body")))
+    }
+}
+
+fn check(
+    headers: &HeaderMap,
+    request: &crate::jsonrpc::Request,
+    tools: &ToolHeaders,
+) -> Result<(), TransportError> {
+    let params = request.params.as_ref();
+    let Some(version) = single(headers, &MCP_PROTOCOL_VERSION)? else {
+        return Err(mismatch("MCP-Protocol-Version is required".into()));
+    };
+    if let Some(claimed) = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION))
+        .and_then(Value::as_str)
+        && claimed != version
+    {
+        return Err(mismatch(
+            "MCP-Protocol-Version does not match the request's _meta protocolVersion".into(),
+        ));
+    }
+    match single(headers, &MCP_METHOD)? {
+        None => return Err(mismatch("Mcp-Method is required".into())),
+        Some(method) if method != request.method => {
+            return Err(mismatch(
+                "Mcp-Method does not match the body's method".into(),
+            ));
+        }
+        Some(_) => {}
+    }
+    let name_field = match request.method.as_str() {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return Ok(()),
+    };
+    let name = params
+        .and_then(|p| p.get(name_field))
+        .unwrap_or(&Value::Null);
+    expect_header(headers, &MCP_NAME, name, ParamType::String)?;
+    if request.method != "tools/call" {
+        return Ok(());
+    }
+    let (Some(tool), Some(arguments)) = (name.as_str(), params.and_then(|p| p.get("arguments")))
+    else {
+        return Ok(());
+    };
+    let Some(annotations) = tools.get(tool) else {
+        return Ok(());
+    };
+    for param in annotations.iter() {
+        let value = arguments.get(&param.argument).unwrap_or(&Value::Null);
+        expect_header(headers, &param.header, value, param.kind)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::Id;
+    use serde_json::json;
+
+    fn request(method: &str, params: Value) -> crate::jsonrpc::Request {
+        crate::jsonrpc::Request {
+            id: Id::Number(1),
+            method: method.into(),
+            params: Some(params),
+        }
+    }
+
+    fn meta() -> Value {
+        json!({ META_PROTOCOL_VERSION: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} })
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn tools() -> ToolHeaders {
+        let t = ToolHeaders::new();
+        t.learn_tools_list(&json!({"tools": [{
+            "name": "weather",
+            "inputSchema": {"type": "object", "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "days": {"type": "integer", "x-mcp-header": "Days"},
+                "metric": {"type": "boolean", "x-mcp-header": "Metric"},
+                "note": {"type": "string"}
+            }}
+        }]}));
+        t
+    }
+
+    fn call(args: Value) -> crate::jsonrpc::Request {
+        request(
+            "tools/call",
+            json!({"name": "weather", "arguments": args, "_meta": meta()}),
+        )
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "weather"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut all: Vec<(&str, &str)> = BASE.to_vec();
+        all.extend_from_slice(extra);
+        headers(&all)
+    }
+
+    #[test]
+    fn standard_headers() {
+        let list = request("tools/list", json!({"_meta": meta()}));
+        let ok = headers(&[
+            ("mcp-protocol-version", " 2026-07-28 "),
+            ("MCP-METHOD", "tools/list"),
+        ]);
+        assert!(check(&ok, &list, &ToolHeaders::new()).is_ok());
+        for bad in [
+            headers(&[("mcp-method", "tools/list")]),
+            headers(&[
+                ("mcp-protocol-version", "2025-11-25"),
+                ("mcp-method", "tools/list"),
+            ]),
+            headers(&[("mcp-protocol-version", "2026-07-28")]),
+            headers(&[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "TOOLS/LIST"),
+            ]),
+            headers(&[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+                ("mcp-method", "tools/list"),
+            ]),
+        ] {
+            let e = check(&bad, &list, &ToolHeaders::new()).unwrap_err();
+            assert_eq!(e.kind(), TransportErrorKind::HeaderMismatch, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn name_header() {
+        let t = ToolHeaders::new();
+        assert!(check(&with(&[]), &call(json!({})), &t).is_ok());
+        let wrong = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "other"),
+        ]);
+        assert!(check(&wrong, &call(json!({})), &t).is_err());
+        let missing = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+        ]);
+        assert!(check(&missing, &call(json!({})), &t).is_err());
+        let read = request(
+            "resources/read",
+            json!({"uri": "test://x", "_meta": meta()}),
+        );
+        let h = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "resources/read"),
+            ("mcp-name", "=?base64?dGVzdDovL3g=?="),
+        ]);
+        assert!(check(&h, &read, &t).is_ok());
+    }
+
+    #[test]
+    fn param_headers_compare_by_type_and_decode_base64() {
+        let t = tools();
+        let args = json!({"region": "Hello", "days": 3, "metric": true, "note": "x"});
+        let good = with(&[
+            ("mcp-param-region", "=?base64?SGVsbG8=?="),
+            ("Mcp-Param-Days", "03"),
+            ("mcp-param-metric", "true"),
+        ]);
+        assert!(check(&good, &call(args.clone()), &t).is_ok());
+        for (header, value) in [
+            ("mcp-param-region", "=?base64?SGVsbG8?="),
+            ("mcp-param-region", "=?base64?SGVs!!!bG8=?="),
+            ("mcp-param-region", "=?base64?SGVsbG8="),
+            ("mcp-param-region", "hello"),
+        ] {
+            let h = with(&[
+                (header, value),
+                ("mcp-param-days", "3"),
+                ("mcp-param-metric", "true"),
+            ]);
+            assert!(check(&h, &call(args.clone()), &t).is_err(), "{value}");
+        }
+        // Literal text that merely looks like an encoding.
+        let literal = json!({"region": "=?base64?SGVsbG8="});
+        let h = with(&[("mcp-param-region", "=?base64?SGVsbG8=")]);
+        assert!(check(&h, &call(literal), &t).is_ok());
+        // Required when the argument is present, not expected when it is absent.
+        assert!(check(&with(&[]), &call(json!({"region": "x"})), &t).is_err());
+        assert!(check(&with(&[]), &call(json!({"note": "x"})), &t).is_ok());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let t = ToolHeaders::new();
+        let tools: Vec<Value> = (0..MAX_TOOLS + 5)
+            .map(|i| json!({"name": format!("t{i}")}))
+            .collect();
+        t.learn_tools_list(&json!({ "tools": tools }));
+        assert_eq!(t.len(), MAX_TOOLS);
+    }
+}
