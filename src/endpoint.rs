@@ -21,15 +21,23 @@
 //! Its future is boxed: the `McpService` futures are `impl Future` and cannot be named in a
 //! `Service::Future` type. That is one allocation per request, the same as axum's handlers.
 
+mod sessionless;
+
+pub use self::sessionless::CacheScope;
+
 use crate::error::{TransportError, TransportErrorKind};
+use crate::input::StateSealer;
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Payload, Request};
+use crate::modern::RequestMeta;
 use crate::protocol::ProtocolVersion;
+use crate::routing_headers::ToolHeaders;
 use crate::service::{
     Context, MakeMcpService, McpService, NotificationContext, Peer, RequestContext, Route,
     SessionContext,
 };
 use crate::session::Session;
 use crate::sse::{MessageStream, Outgoing, ResponseMode, StreamEvent};
+use crate::subscriptions::ListenHub;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
@@ -60,6 +68,7 @@ pub type ResponseFuture =
 pub struct McpEndpoint<M> {
     make: Arc<M>,
     client_request_timeout: Duration,
+    sessionless: Arc<sessionless::Shared>,
 }
 
 impl<M> Clone for McpEndpoint<M> {
@@ -67,6 +76,7 @@ impl<M> Clone for McpEndpoint<M> {
         Self {
             make: self.make.clone(),
             client_request_timeout: self.client_request_timeout,
+            sessionless: self.sessionless.clone(),
         }
     }
 }
@@ -85,6 +95,7 @@ impl<M: MakeMcpService> McpEndpoint<M> {
         Self {
             make: Arc::new(make),
             client_request_timeout: DEFAULT_CLIENT_REQUEST_TIMEOUT,
+            sessionless: Arc::new(sessionless::Shared::default()),
         }
     }
 
@@ -92,6 +103,50 @@ impl<M: MakeMcpService> McpEndpoint<M> {
     pub fn client_request_timeout(mut self, timeout: Duration) -> Self {
         self.client_request_timeout = timeout;
         self
+    }
+
+    fn sessionless(mut self, change: impl FnOnce(&mut sessionless::Shared)) -> Self {
+        self.sessionless = Arc::new(self.sessionless.rebuilt(change));
+        self
+    }
+
+    /// 2026-07-28: the caching hints stamped on `server/discover`, the list methods and
+    /// `resources/read` when the server sets none (default `ttlMs: 0`, `cacheScope: "private"`).
+    pub fn cache_hints(self, ttl: Duration, scope: CacheScope) -> Self {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.sessionless(|s| {
+            s.ttl_ms = ttl_ms;
+            s.cache_scope = scope;
+        })
+    }
+
+    /// 2026-07-28: the key sealing `requestState` of `input_required` results (default: random
+    /// per process). Give every instance behind one load balancer the same key.
+    pub fn request_state_key(self, key: [u8; 32]) -> Self {
+        self.sessionless(|s| s.sealer = StateSealer::new(key))
+    }
+
+    /// 2026-07-28: how long a sealed `requestState` stays valid (default 10 min).
+    pub fn request_state_ttl(self, ttl: Duration) -> Self {
+        self.sessionless(|s| s.sealer = s.sealer.clone().ttl(ttl))
+    }
+
+    /// 2026-07-28: the bound on open `subscriptions/listen` streams (default 1024).
+    pub fn max_listeners(self, max: usize) -> Self {
+        self.sessionless(|s| s.hub = Arc::new(ListenHub::new(max)))
+    }
+
+    /// 2026-07-28: the table of tools' `x-mcp-header` annotations the endpoint fills from its
+    /// `tools/list` answers (share it with a
+    /// [`RoutingHeadersLayer`](crate::routing_headers::RoutingHeadersLayer)).
+    pub fn tool_headers(self, tools: ToolHeaders) -> Self {
+        self.sessionless(|s| s.tools = tools)
+    }
+
+    /// The open `subscriptions/listen` streams (to end them at shutdown:
+    /// [`ListenHub::close_all`]).
+    pub fn listeners(&self) -> &Arc<ListenHub> {
+        &self.sessionless.hub
     }
 }
 
@@ -127,6 +182,12 @@ where
             let rejection = TransportError::new(TransportErrorKind::Internal).into_response();
             return Box::pin(std::future::ready(Ok(rejection)));
         };
+        if let Some(meta) = parts.extensions.get::<Arc<RequestMeta>>().cloned() {
+            let (make, shared) = (self.make.clone(), self.sessionless.clone());
+            return Box::pin(async move {
+                Ok(sessionless::run(make, shared, parts, payload, meta).await)
+            });
+        }
         let call = Call {
             mode: parts
                 .extensions
@@ -189,6 +250,23 @@ async fn answer<S: McpService>(
             Message::error(Some(id), ErrorObject::internal())
         }
     })
+}
+
+/// What an `initialize` request says about its client.
+fn client_of_initialize(
+    params: Option<&serde_json::Value>,
+    version: ProtocolVersion,
+) -> RequestMeta {
+    let field = |name: &str| params.and_then(|p| p.get(name)).filter(|v| !v.is_null());
+    RequestMeta {
+        protocol_version: version,
+        client_capabilities: field("capabilities")
+            .filter(|c| c.is_object())
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+        client_info: field("clientInfo").cloned(),
+        log_level: None,
+    }
 }
 
 /// The `requestId` of a `notifications/cancelled`.
@@ -340,6 +418,7 @@ impl Call {
                         progress_token: crate::jsonrpc::progress_token(request.params.as_ref())
                             .cloned(),
                         common: context.clone(),
+                        input: None,
                     };
                     match answer(service, request, cx, self.session.as_ref()).await {
                         Some(message) => answers.push(message),
@@ -403,10 +482,12 @@ impl Call {
             return TransportError::new(TransportErrorKind::Internal).into_response();
         };
         let context = self.context(extensions, Route::Standalone);
+        let client = client_of_initialize(request.params.as_ref(), self.version);
         let cx = RequestContext {
             id: request.id.clone(),
             progress_token: None,
             common: context,
+            input: None,
         };
         let Some(answer) = answer(&*service, request, cx, None).await else {
             service.close().await;
@@ -421,6 +502,10 @@ impl Call {
                     .and_then(|v| v.as_str())
                     .and_then(ProtocolVersion::parse)
                     .unwrap_or(self.version);
+                session.set_client(RequestMeta {
+                    protocol_version: version,
+                    ..client
+                });
                 session.initialize(version, service, close_erased::<S>);
             }
             _ => service.close().await,

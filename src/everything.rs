@@ -40,6 +40,9 @@
 //! `|_: &SessionContext<'_>| EverythingServer::new()` implements
 //! [`MakeMcpService`](crate::service::MakeMcpService).
 
+mod inputs;
+
+use crate::input::{InputRequest, is_input_required};
 use crate::jsonrpc::{ErrorObject, Notification, Request};
 use crate::protocol::{LogLevel, ProtocolVersion};
 use crate::service::{McpService, NotificationContext, Peer, RequestContext, SendError};
@@ -228,7 +231,7 @@ impl EverythingServer {
             }
             "test_sampling" => {
                 let PromptArgs { prompt } = tool_args(name, arguments)?;
-                Ok(tool_result([text(sample(cx, &prompt).await)]))
+                Ok(tool_result([text(sample(cx, &prompt).await?)]))
             }
             "test_elicitation" => {
                 let MessageArgs { message } = tool_args(name, arguments)?;
@@ -238,21 +241,21 @@ impl EverythingServer {
                     "required": ["response"],
                 });
                 Ok(tool_result([text(
-                    elicit(cx, &message, schema, "User response").await,
+                    elicit(cx, &message, schema, "User response").await?,
                 )]))
             }
             "test_elicitation_sep1034_defaults" => {
                 let message = "Please review and update the form fields with defaults";
                 let schema = ELICITATION_DEFAULTS_SCHEMA.clone();
                 Ok(tool_result([text(
-                    elicit(cx, message, schema, "Elicitation completed").await,
+                    elicit(cx, message, schema, "Elicitation completed").await?,
                 )]))
             }
             "test_elicitation_sep1330_enums" => {
                 let message = "Please select options from the enum fields";
                 let schema = ELICITATION_ENUMS_SCHEMA.clone();
                 Ok(tool_result([text(
-                    elicit(cx, message, schema, "Elicitation completed").await,
+                    elicit(cx, message, schema, "Elicitation completed").await?,
                 )]))
             }
             "json_schema_2020_12_tool" => Ok(tool_result([text(format!(
@@ -269,6 +272,7 @@ impl EverythingServer {
                     None => tool_error("The sum is not a finite number"),
                 })
             }
+            name if inputs::TOOLS.contains(&name) => inputs::call(name, &arguments, cx).await,
             other => Err(ErrorObject::invalid_params(format!(
                 "Unknown tool: {other}"
             ))),
@@ -385,6 +389,9 @@ impl McpService for EverythingServer {
             })),
             "prompts/get" => {
                 let params: GetPromptParams = parse_params(params)?;
+                if params.name == inputs::PROMPT {
+                    return inputs::get_prompt(&cx).await;
+                }
                 if params.name == DYNAMIC_PROMPT && self.shared.dynamic() {
                     return Ok(json!({
                         "description": "A prompt added dynamically after the session started",
@@ -561,22 +568,27 @@ fn add(a: &Number, b: &Number) -> Option<String> {
 
 /// Asks the client's model to answer `prompt`; the text says what happened either way, as the
 /// fixture's does.
-async fn sample(cx: &RequestContext, prompt: &str) -> String {
+async fn sample(cx: &RequestContext, prompt: &str) -> Result<String, ErrorObject> {
     let params = json!({
         "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
         "maxTokens": 100,
     });
-    match cx
-        .peer()
-        .request("sampling/createMessage", Some(params))
-        .await
-    {
+    match cx.ask("sampling", InputRequest::sampling(params)).await {
         Ok(result) => {
             let reply = sampled_text(&result).unwrap_or("No response");
-            format!("LLM response: {reply}")
+            Ok(format!("LLM response: {reply}"))
         }
-        Err(e) => format!("Sampling not supported or error: {}", e.message),
+        Err(e) if passes_on(cx, &e) => Err(e),
+        Err(e) => Ok(format!("Sampling not supported or error: {}", e.message)),
     }
+}
+
+/// Errors an input request returns that the handler must pass on: the end of a 2026-07-28
+/// round, and (in 2026-07-28, where it is an HTTP 400) a missing client capability.
+fn passes_on(cx: &RequestContext, e: &ErrorObject) -> bool {
+    is_input_required(e)
+        || (cx.protocol_version().is_sessionless()
+            && e.code == crate::jsonrpc::ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY)
 }
 
 /// The text of a `CreateMessageResult`: `content` is one block, or (2025-11-25) a list of them.
@@ -600,14 +612,15 @@ async fn elicit(
     message: &str,
     requested_schema: Value,
     label: &str,
-) -> String {
+) -> Result<String, ErrorObject> {
     let mut params = json!({ "message": message, "requestedSchema": requested_schema });
     // `mode` arrived with URL elicitation in 2025-11-25.
     if cx.protocol_version() >= ProtocolVersion::V2025_11_25 {
         params["mode"] = json!("form");
     }
-    match cx.peer().request("elicitation/create", Some(params)).await {
-        Ok(result) => match result.get("action").and_then(Value::as_str) {
+    let request = InputRequest::elicitation_params(params);
+    match cx.ask("elicitation", request).await {
+        Ok(result) => Ok(match result.get("action").and_then(Value::as_str) {
             Some(action) => {
                 let content = result
                     .get("content")
@@ -617,8 +630,9 @@ async fn elicit(
                 format!("{label}: action={action}, content={content}")
             }
             None => "Elicitation not supported or error: the result has no action".to_owned(),
-        },
-        Err(e) => format!("Elicitation not supported or error: {}", e.message),
+        }),
+        Err(e) if passes_on(cx, &e) => Err(e),
+        Err(e) => Ok(format!("Elicitation not supported or error: {}", e.message)),
     }
 }
 
@@ -771,7 +785,7 @@ static CAPABILITIES: LazyLock<Value> = LazyLock::new(|| {
 /// The `tools/list` result.
 static TOOLS: LazyLock<Value> = LazyLock::new(|| {
     let no_args = || json!({ "type": "object", "properties": {} });
-    json!({ "tools": [
+    let mut tools = json!({ "tools": [
         tool("test_simple_text", "Tests simple text content response", no_args()),
         tool("test_image_content", "Tests image content response", no_args()),
         tool("test_audio_content", "Tests audio content response", no_args()),
@@ -817,7 +831,11 @@ static TOOLS: LazyLock<Value> = LazyLock::new(|| {
             "Adds two numbers",
             object_schema(&[("a", "number", "The first number"), ("b", "number", "The second number")]),
         ),
-    ]})
+    ]});
+    if let Some(list) = tools["tools"].as_array_mut() {
+        list.extend(inputs::tool_entries());
+    }
+    tools
 });
 
 fn tool(name: &str, description: &str, input_schema: Value) -> Value {
@@ -1004,6 +1022,7 @@ static PROMPTS: LazyLock<Value> = LazyLock::new(|| {
             "title": "Prompt With Image",
             "description": "A prompt that includes image content",
         },
+        inputs::prompt_entry(),
     ]})
 });
 
@@ -1179,6 +1198,9 @@ mod tests {
                 "echo",
                 "add",
             ]
+            .into_iter()
+            .chain(inputs::TOOLS)
+            .collect::<Vec<_>>()
         );
         for tool in tools {
             assert!(tool["description"].is_string(), "{tool}");
@@ -1203,9 +1225,19 @@ mod tests {
                 "test_elicitation" => json!({ "message": "hi" }),
                 "echo" => json!({ "text": "hi" }),
                 "add" => json!({ "a": 1, "b": 2 }),
+                "test_routing_header" => json!({ "region": "eu" }),
                 _ => json!({}),
             };
-            let result = call_tool(name, arguments).await.unwrap();
+            let result = call_tool(name, arguments).await;
+            // Tools that ask the client for input need a client: outside a transport they fail.
+            let asks = (name.starts_with("test_input_required_result_")
+                && name != "test_input_required_result_capabilities")
+                || name == "test_missing_capability";
+            if asks {
+                assert!(result.is_err(), "{name}: {result:?}");
+                continue;
+            }
+            let result = result.unwrap();
             assert!(
                 result["content"].as_array().is_some_and(|c| !c.is_empty()),
                 "{name}: {result}"

@@ -61,6 +61,7 @@ pub mod error;
 pub mod error_map;
 pub mod everything;
 pub mod future;
+pub mod input;
 pub mod jsonrpc;
 pub mod jsonrpc_body;
 pub mod legacy_sse;
@@ -74,6 +75,7 @@ pub mod session;
 pub mod sse;
 pub mod stack;
 pub mod stdio;
+pub mod subscriptions;
 
 pub use crate::error::{TransportError, TransportErrorKind};
 pub use crate::principal::Principal;

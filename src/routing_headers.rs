@@ -182,15 +182,33 @@ fn param_headers(tool: &Value) -> Arc<[ParamHeader]> {
 }
 
 /// Validates routing headers of 2026-07-28 requests; see the [module docs](crate::routing_headers).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RoutingHeadersLayer {
     tools: ToolHeaders,
+    enabled: bool,
+}
+
+impl Default for RoutingHeadersLayer {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl RoutingHeadersLayer {
     /// A layer with its own, empty [`ToolHeaders`] table.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            tools: ToolHeaders::new(),
+            enabled: true,
+        }
+    }
+
+    /// A layer that checks nothing (for a stack serving only the 2025 revisions).
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new()
+        }
     }
 
     /// Checks `Mcp-Param-*` headers against `tools` (share it with whoever learns the tools).
@@ -212,6 +230,7 @@ impl<S> Layer<S> for RoutingHeadersLayer {
         RoutingHeaders {
             inner,
             tools: self.tools.clone(),
+            enabled: self.enabled,
         }
     }
 }
@@ -221,6 +240,7 @@ impl<S> Layer<S> for RoutingHeadersLayer {
 pub struct RoutingHeaders<S> {
     inner: S,
     tools: ToolHeaders,
+    enabled: bool,
 }
 
 impl<S> RoutingHeaders<S> {
@@ -241,6 +261,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if !self.enabled {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
         let payload = req.extensions().get::<Payload>();
         // Requests that are not modern, or not a request at all, are not this layer's business
         // (classification errors are the era layer's to report).
@@ -314,7 +337,7 @@ fn expect_header(
         },
         (ParamType::Boolean, Value::Bool(b)) => value == if *b { "true" } else { "false" },
         // The body's value is not of the annotated type: compare its JSON text.
-        (_, other) => value == other.to_string(),
+        (_, other) => serde_json::to_string(other).is_ok_and(|json| json == value),
     };
     if equal {
         Ok(())

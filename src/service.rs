@@ -39,12 +39,15 @@
 //! }
 //! ```
 
+use crate::input::{InputRequest, InputRound, input_required_error, missing_capability};
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Notification, Request};
+use crate::modern::RequestMeta;
 use crate::principal::Principal;
-use crate::protocol::ProtocolVersion;
+use crate::protocol::{LogLevel, ProtocolVersion};
 use crate::session::{Session, SessionCloser, SessionId};
 use crate::sse::StreamEvent;
-use serde_json::Value;
+use crate::subscriptions::ListenHub;
+use serde_json::{Map, Value};
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -182,6 +185,41 @@ pub struct Peer {
     /// session owns the server, so a strong reference would keep both alive forever.
     session: Option<Weak<Session>>,
     request_timeout: Duration,
+    /// Set on 2026-07-28 requests, which have no session.
+    sessionless: Option<Arc<Sessionless>>,
+}
+
+/// What a 2026-07-28 request's peer needs: where unrelated notifications go, and which log
+/// messages the client asked for.
+#[derive(Debug)]
+pub(crate) struct Sessionless {
+    pub(crate) hub: Arc<ListenHub>,
+    pub(crate) principal: Option<Arc<str>>,
+    pub(crate) log_level: Option<LogLevel>,
+}
+
+impl Sessionless {
+    /// A `notifications/message` goes out only at or above the level the request's `_meta`
+    /// asked for; without one, none does.
+    fn drops(&self, message: &Message) -> bool {
+        let Message::Notification(n) = message else {
+            return false;
+        };
+        if n.method != "notifications/message" {
+            return false;
+        }
+        let level = n
+            .params
+            .as_ref()
+            .and_then(|p| p.get("level"))
+            .and_then(Value::as_str)
+            .and_then(LogLevel::parse);
+        match (self.log_level, level) {
+            (Some(min), Some(level)) => level < min,
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
 }
 
 /// Why a message could not be delivered to the client.
@@ -213,13 +251,42 @@ impl Peer {
             route,
             session: session.as_ref().map(Arc::downgrade),
             request_timeout: timeout,
+            sessionless: None,
+        }
+    }
+
+    pub(crate) fn sessionless(route: Route, sessionless: Arc<Sessionless>) -> Self {
+        Self {
+            route,
+            session: None,
+            request_timeout: Duration::ZERO,
+            sessionless: Some(sessionless),
         }
     }
 
     /// Sends a message to the client: on the request's stream (waiting while its bounded queue
     /// is full), else on the session's standalone stream (dropping the message if that stream's
     /// buffer is full, see [`SendError::Full`]).
+    ///
+    /// On 2026-07-28 requests, messages unrelated to the request go to the open
+    /// `subscriptions/listen` streams of the same principal that asked for them; requests cannot
+    /// be sent ([`SendError::NoStream`]: use [`RequestContext::ask`]); log messages go out only
+    /// at or above the `logLevel` the request's `_meta` asked for.
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
+        if let Some(sessionless) = &self.sessionless {
+            if message.is_request() {
+                return Err(SendError::NoStream);
+            }
+            if sessionless.drops(&message) {
+                return Ok(());
+            }
+            if let Route::Standalone = self.route {
+                sessionless
+                    .hub
+                    .publish(sessionless.principal.as_deref(), &message);
+                return Ok(());
+            }
+        }
         match &self.route {
             Route::Stream(tx) => tx
                 .send(StreamEvent::Message(message))
@@ -242,6 +309,7 @@ impl Peer {
             route: Route::Standalone,
             session: self.session.clone(),
             request_timeout: self.request_timeout,
+            sessionless: self.sessionless.clone(),
         }
     }
 
@@ -262,7 +330,16 @@ impl Peer {
     /// Sends a request to the client (e.g. `sampling/createMessage`) and waits for its answer,
     /// which the client POSTs back as a JSON-RPC response. Fails with `-32001` after the peer's
     /// request timeout, and with `-32000` when the transport has no session to route the answer.
+    ///
+    /// 2026-07-28 has no server→client requests: ask for input with [`RequestContext::ask`],
+    /// which works in every revision.
     pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, ErrorObject> {
+        if self.sessionless.is_some() {
+            return Err(ErrorObject::new(
+                ErrorCode::INTERNAL_ERROR,
+                "protocol 2026-07-28 has no server-to-client requests: use RequestContext::ask",
+            ));
+        }
         let Some(session) = &self.session else {
             return Err(ErrorObject::new(
                 ErrorCode::SERVER_ERROR,
@@ -303,6 +380,8 @@ pub struct RequestContext {
     pub(crate) id: Id,
     pub(crate) progress_token: Option<Value>,
     pub(crate) common: Context,
+    /// 2026-07-28: the answers to input requests so far, and what the handler asks for now.
+    pub(crate) input: Option<Arc<InputRound>>,
 }
 
 /// Everything a handler knows about a notification.
@@ -318,6 +397,9 @@ pub(crate) struct Context {
     pub(crate) protocol_version: ProtocolVersion,
     pub(crate) extensions: Arc<http::Extensions>,
     pub(crate) peer: Peer,
+    /// The client's capabilities and info: the request's `_meta` (2026-07-28) or the session's
+    /// `initialize`.
+    pub(crate) client: Option<Arc<RequestMeta>>,
 }
 
 impl Context {
@@ -327,11 +409,16 @@ impl Context {
         extensions: Arc<http::Extensions>,
         peer: Peer,
     ) -> Self {
+        let client = extensions
+            .get::<Arc<RequestMeta>>()
+            .cloned()
+            .or_else(|| session.and_then(|s| s.client()));
         Self {
             session_id: session.map(|s| s.id().clone()),
             protocol_version,
             extensions,
             peer,
+            client,
         }
     }
 }
@@ -362,6 +449,27 @@ macro_rules! context_accessors {
         pub fn peer(&self) -> &Peer {
             &self.common.peer
         }
+
+        /// The capabilities the client declared (2026-07-28: in the request's `_meta`; 2025:
+        /// in `initialize`). `None` outside a transport.
+        pub fn client_capabilities(&self) -> Option<&Value> {
+            self.common
+                .client
+                .as_deref()
+                .map(|c| &c.client_capabilities)
+        }
+
+        /// The client's `{name, version}`, if it sent one.
+        pub fn client_info(&self) -> Option<&Value> {
+            self.common.client.as_deref()?.client_info.as_ref()
+        }
+
+        /// The minimum log level the client asked for on this request (2026-07-28 `_meta`
+        /// `logLevel`; messages below it are dropped by the transport). In 2025 revisions the
+        /// server tracks `logging/setLevel` itself and this is `None`.
+        pub fn log_level(&self) -> Option<LogLevel> {
+            self.common.client.as_deref()?.log_level
+        }
     };
 }
 
@@ -389,9 +497,66 @@ impl RequestContext {
                 id,
                 progress_token,
                 common,
+                input: None,
             },
             rx,
         )
+    }
+
+    /// Asks the client for input and returns its answer (the client's result object, e.g.
+    /// `{"action": "accept", "content": {...}}` for an elicitation). See [`crate::input`]: in
+    /// 2025 revisions this is a request on the response stream; in 2026-07-28 the first call
+    /// returns an error that ends the round with `input_required` — pass it on with `?` — and the
+    /// retried call gets the answer. Keys name the answers: use a distinct key for each
+    /// question of one call.
+    pub async fn ask(&self, key: &str, request: InputRequest) -> Result<Value, ErrorObject> {
+        let mut answers = self.ask_all([(key.to_owned(), request)]).await?;
+        answers.remove(key).ok_or_else(ErrorObject::internal)
+    }
+
+    /// Asks several questions at once (one `input_required` round in 2026-07-28; one request
+    /// after the other in 2025 revisions) and returns the answers by key.
+    pub async fn ask_all(
+        &self,
+        requests: impl IntoIterator<Item = (String, InputRequest)>,
+    ) -> Result<Map<String, Value>, ErrorObject> {
+        let requests: Vec<(String, InputRequest)> = requests.into_iter().collect();
+        if let Some(client) = self.common.client.as_deref()
+            && let Some((_, refused)) = requests
+                .iter()
+                .find(|(_, r)| !client.has_capability(r.capability()))
+        {
+            return Err(missing_capability(refused.capability()));
+        }
+        let mut answers = Map::new();
+        if self.common.protocol_version.is_sessionless() {
+            let Some(round) = &self.input else {
+                return Err(ErrorObject::internal());
+            };
+            let mut missing = Vec::new();
+            for (key, request) in requests {
+                match round.answers.get(&key) {
+                    Some(answer) => {
+                        answers.insert(key, answer.clone());
+                    }
+                    None => missing.push((key, request)),
+                }
+            }
+            if missing.is_empty() {
+                return Ok(answers);
+            }
+            crate::sync::lock(&round.pending).extend(missing);
+            return Err(input_required_error());
+        }
+        for (key, request) in requests {
+            let answer = self
+                .common
+                .peer
+                .request(request.method(), Some(request.params().clone()))
+                .await?;
+            answers.insert(key, answer);
+        }
+        Ok(answers)
     }
 
     /// The id of the request being answered.

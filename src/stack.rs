@@ -46,10 +46,13 @@ use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
 use crate::legacy_sse::{LegacySse, LegacySseLayer};
+use crate::modern::{Modern, ModernLayer};
 use crate::origin::{Origin, OriginLayer};
+use crate::routing_headers::{RoutingHeaders, RoutingHeadersLayer};
 use crate::service::MakeMcpService;
 use crate::session::{AttachGuard, MCP_SESSION_ID, SessionLayer, SessionRegistry, SessionService};
 use crate::sse::{SseLayer, SseService};
+use crate::subscriptions::ListenHub;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body::Body;
@@ -84,6 +87,9 @@ pub struct McpStack<M> {
     challenge: ChallengeLayer,
     metadata: Option<ProtectedResourceMetadata>,
     scopes: ScopePolicy,
+    modern: bool,
+    request_state_key: Option<[u8; 32]>,
+    max_listeners: Option<usize>,
 }
 
 /// Where the legacy HTTP+SSE transport is served.
@@ -111,7 +117,31 @@ impl<M: MakeMcpService> McpStack<M> {
             challenge: ChallengeLayer::new(),
             metadata: None,
             scopes: ScopePolicy::new(),
+            modern: true,
+            request_state_key: None,
+            max_listeners: None,
         }
+    }
+
+    /// Serves the sessionless 2026-07-28 revision beside the 2025 ones on the same endpoint
+    /// (default on); see [`crate::modern`]. Off, 2026-07-28 requests get 400 `-32000` like any
+    /// unknown revision, and dual-era clients fall back to `initialize`.
+    pub fn modern(mut self, on: bool) -> Self {
+        self.modern = on;
+        self
+    }
+
+    /// The key sealing 2026-07-28 `requestState` values (default: random per process). Give
+    /// every instance behind one load balancer the same key; see [`crate::input`].
+    pub fn request_state_key(mut self, key: [u8; 32]) -> Self {
+        self.request_state_key = Some(key);
+        self
+    }
+
+    /// The bound on open 2026-07-28 `subscriptions/listen` streams (default 1024).
+    pub fn max_listeners(mut self, max: usize) -> Self {
+        self.max_listeners = Some(max);
+        self
     }
 
     /// Authenticates every MCP request (both transports) with `authenticator`; the
@@ -234,8 +264,21 @@ impl<M: MakeMcpService> McpStack<M> {
     /// Composes the stack.
     pub fn into_service(self) -> McpHttpService<M> {
         let sessions = self.session.registry().clone();
-        let endpoint =
-            McpEndpoint::new(self.make).client_request_timeout(self.client_request_timeout);
+        let (routing, modern) = if self.modern {
+            (RoutingHeadersLayer::new(), ModernLayer::new())
+        } else {
+            (RoutingHeadersLayer::disabled(), ModernLayer::disabled())
+        };
+        let mut endpoint = McpEndpoint::new(self.make)
+            .client_request_timeout(self.client_request_timeout)
+            .tool_headers(routing.tools().clone());
+        if let Some(key) = self.request_state_key {
+            endpoint = endpoint.request_state_key(key);
+        }
+        if let Some(max) = self.max_listeners {
+            endpoint = endpoint.max_listeners(max);
+        }
+        let listeners = endpoint.listeners().clone();
         let keep_alive = self.sse.keep_alive_interval();
         let legacy = match &self.legacy {
             Some(paths) => LegacySseLayer::new(endpoint.clone())
@@ -253,6 +296,9 @@ impl<M: MakeMcpService> McpStack<M> {
             .layer(RequestBodyLimitLayer::new(self.max_body_size))
             .layer(JsonRpcBodyLayer::new())
             .layer(ScopeLayer::new(self.scopes))
+            // Header/body disagreements first, then the era decision and `_meta`.
+            .layer(routing)
+            .layer(modern)
             .layer(legacy.clone())
             .layer(self.session)
             .layer(self.sse)
@@ -260,6 +306,7 @@ impl<M: MakeMcpService> McpStack<M> {
         let routes = Routes {
             inner,
             sessions,
+            listeners,
             legacy,
             metadata: self.metadata.map(ProtectedResourceMetadata::into_service),
             path_routing: self.endpoint_path.is_some(),
@@ -275,8 +322,11 @@ impl<M: MakeMcpService> McpStack<M> {
 }
 
 /// Everything inside authentication.
-type Limited<M> =
-    RequestBodyLimit<JsonRpcBody<Scope<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>>;
+type Limited<M> = RequestBodyLimit<
+    JsonRpcBody<
+        Scope<RoutingHeaders<Modern<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>>,
+    >,
+>;
 
 type Inner<M> = Challenge<
     JsonRpcError<Origin<tower::util::Either<Auth<Limited<M>, BoxAuthenticator>, Limited<M>>>>,
@@ -291,6 +341,7 @@ pub struct McpHttpService<M> {
 struct Routes<M> {
     inner: Inner<M>,
     sessions: Arc<SessionRegistry>,
+    listeners: Arc<ListenHub>,
     legacy: LegacySseLayer<M>,
     /// The protected-resource metadata document, public.
     metadata: Option<MetadataService>,
@@ -305,6 +356,7 @@ impl<M> Clone for Routes<M> {
         Self {
             inner: self.inner.clone(),
             sessions: self.sessions.clone(),
+            listeners: self.listeners.clone(),
             legacy: self.legacy.clone(),
             metadata: self.metadata.clone(),
             endpoint_path: self.endpoint_path.clone(),
@@ -335,6 +387,12 @@ impl<M: MakeMcpService> McpHttpService<M> {
     /// The Streamable HTTP session table (for graceful shutdown: [`SessionRegistry::close_all`]).
     pub fn sessions(&self) -> &Arc<SessionRegistry> {
         &self.inner.get_ref().sessions
+    }
+
+    /// The open 2026-07-28 `subscriptions/listen` streams (for graceful shutdown:
+    /// [`ListenHub::close_all`]).
+    pub fn listeners(&self) -> &Arc<ListenHub> {
+        &self.inner.get_ref().listeners
     }
 
     /// The legacy HTTP+SSE session table (one session per open `/sse` stream).

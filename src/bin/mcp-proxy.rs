@@ -71,8 +71,7 @@ use mcp_tower_http::session::SessionRegistry;
 use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
 use mcp_tower_http::stdio::{DEFAULT_GRACE, StdioCommand};
 use mcp_tower_http::{
-    MakeMcpService, McpService, McpStack, NotificationContext, ProtocolVersion, RequestContext,
-    SessionContext,
+    MakeMcpService, McpService, McpStack, NotificationContext, RequestContext, SessionContext,
 };
 use serde_json::Value;
 use std::convert::Infallible;
@@ -519,9 +518,8 @@ struct Args {
     )]
     cwd: Option<PathBuf>,
 
-    // ----- npm options that are not supported -----
-    /// Accepted for npm compatibility: the 2026-07-28 protocol revision is not served yet;
-    /// --modern only warns.
+    /// Serve the sessionless 2026-07-28 revision beside the 2025 ones on the same endpoint
+    /// (default: on).
     #[arg(
         long,
         env = "MCP_PROXY_MODERN",
@@ -531,18 +529,16 @@ struct Args {
         default_missing_value = "true",
         value_parser = BoolishValueParser::new(),
         overrides_with = "no_modern",
-        help_heading = "Unsupported npm options"
+        help_heading = "Streamable HTTP"
     )]
     modern: Option<bool>,
 
-    /// Accepted for npm compatibility (this is the only behaviour).
-    #[arg(
-        long,
-        overrides_with = "modern",
-        help_heading = "Unsupported npm options"
-    )]
+    /// Serve only the 2025 revisions: 2026-07-28 requests get 400 and dual-era clients fall back
+    /// to `initialize`.
+    #[arg(long, overrides_with = "modern", help_heading = "Streamable HTTP")]
     no_modern: bool,
 
+    // ----- npm options that are not supported -----
     /// Not supported: tunnels are out of scope; put a tunnel or reverse proxy in front.
     #[arg(
         long,
@@ -631,6 +627,7 @@ struct Config {
     stream_endpoint: String,
     sse_endpoint: String,
     stateless: bool,
+    modern: bool,
     json_response: bool,
     event_store: bool,
     event_store_max_events: usize,
@@ -894,13 +891,6 @@ impl Config {
                     .to_owned(),
             );
         }
-        if args.modern == Some(true) && !args.no_modern {
-            eprintln!(
-                "mcp-proxy: warning: --modern is not supported: the 2026-07-28 protocol revision is not served yet; serving {} and earlier",
-                ProtocolVersion::LATEST.as_str()
-            );
-        }
-
         Ok(Self {
             host: args.host,
             port: args.port,
@@ -908,6 +898,7 @@ impl Config {
             stream_endpoint,
             sse_endpoint,
             stateless: args.stateless,
+            modern: !args.no_modern && args.modern.unwrap_or(true),
             json_response: args.json_response,
             event_store: !args.no_event_store && args.event_store.unwrap_or(true),
             event_store_max_events: args.event_store_max_events,
@@ -1370,6 +1361,7 @@ async fn serve<M: MakeMcpService>(
         .origin(origin)
         .sse(sse)
         .stateless(config.stateless)
+        .modern(config.modern)
         .json_response(config.json_response)
         .max_body_size(config.max_body_size)
         .session_idle_timeout(config.session_idle_timeout)

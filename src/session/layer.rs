@@ -3,6 +3,7 @@ use super::registry::{Session, SessionRegistry};
 use super::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::jsonrpc::{Id, Payload};
+use crate::modern::RequestMeta;
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
 use http::{Method, Request, Response};
@@ -145,6 +146,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // 2026-07-28 requests (placed by `ModernLayer`) have no session: never looked up, never
+        // minted, whatever `Mcp-Session-Id` says.
+        if req.extensions().get::<Arc<RequestMeta>>().is_some() {
+            return ResponseFuture::inner(self.inner.call(req), None, None);
+        }
         self.layer.registry.start_sweeper();
         let payload = req.extensions().get::<Payload>();
         let request_id: Option<Id> = payload.and_then(Payload::first_request_id).cloned();

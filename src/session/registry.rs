@@ -1,4 +1,5 @@
 use crate::jsonrpc::{ErrorObject, Id, Message};
+use crate::modern::RequestMeta;
 use crate::protocol::ProtocolVersion;
 use crate::service::SendError;
 use crate::sse::StreamEvent;
@@ -139,6 +140,8 @@ pub struct Session {
     next_client_request: AtomicI64,
     next_stream: AtomicU64,
     service: OnceLock<ServiceSlot>,
+    /// The client's capabilities and info from `initialize`.
+    client: OnceLock<Arc<RequestMeta>>,
 }
 
 impl fmt::Debug for Session {
@@ -169,6 +172,7 @@ impl Session {
             next_client_request: AtomicI64::new(0),
             next_stream: AtomicU64::new(1),
             service: OnceLock::new(),
+            client: OnceLock::new(),
         }
     }
 
@@ -204,6 +208,15 @@ impl Session {
             .store(version.to_u8(), Ordering::Relaxed);
         let _ = self.service.set(ServiceSlot { instance, close });
         self.initialized.store(true, Ordering::Release);
+    }
+
+    /// The client's capabilities and info, as its `initialize` declared them.
+    pub(crate) fn client(&self) -> Option<Arc<RequestMeta>> {
+        self.client.get().cloned()
+    }
+
+    pub(crate) fn set_client(&self, client: RequestMeta) {
+        let _ = self.client.set(Arc::new(client));
     }
 
     pub(crate) fn is_initialized(&self) -> bool {

@@ -191,6 +191,11 @@ impl Framing {
             return Response::from_parts(parts, ResponseBody::inner(body));
         };
         let json = match (self.mode, outgoing) {
+            // 2026-07-28: one answer is one JSON body; anything more is that request's stream.
+            (_, Outgoing::One(message)) if self.version.is_sessionless() => message.to_bytes(),
+            (_, outgoing) if self.version.is_sessionless() => {
+                return self.frame_sse(parts, outgoing);
+            }
             (ResponseMode::Json, Outgoing::One(message)) => message.to_bytes(),
             (ResponseMode::Json, Outgoing::Batch(messages)) => encode_json_batch(&messages),
             // A stream cannot be one JSON body: it goes out as SSE whatever the mode.
