@@ -4,7 +4,7 @@
 //! need not parse the body. A server that does read the body MUST cross-check them; this layer
 //! does, and a gateway can use it alone (after
 //! [`JsonRpcBodyLayer`](crate::jsonrpc_body::JsonRpcBodyLayer)). Requests of the 2025 eras pass
-//! untouched ([`classify`](crate::modern::classify) decides).
+//! untouched ([`crate::modern::classify`] decides).
 //!
 //! Checked in this order, every failure answered with HTTP 400 and JSON-RPC `-32020` echoing the
 //! request id:

@@ -1,21 +1,28 @@
 //! [`McpStack`]: the standard Streamable HTTP stack in one expression.
 //!
-//! From the outside in:
+//! From the outside in (one request's path):
 //!
-//! 1. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
-//! 2. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
-//! 3. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
-//! 4. [`JsonRpcBodyLayer`] parses the POST body once.
-//! 5. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
-//!    unless [`McpStack::legacy_sse`] turns it on).
-//! 6. [`SessionLayer`] routes by `Mcp-Session-Id`.
-//! 7. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
-//!    standalone GET stream.
-//! 8. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
-//!
-//! Outermost of all, tower-http's CORS layer ([`McpCors`] preset) answers preflights, and a small
-//! router answers `GET /ping` and 404 for unknown paths (with [`McpStack::endpoint_path`]).
-//! Authentication goes between CORS and the error layer.
+//! 1. tower-http's CORS ([`McpCors`] preset) answers preflights; the RFC 9728 metadata document
+//!    (with [`McpStack::protected_resource`]) is served ahead of it with its own open CORS.
+//! 2. A small router answers `GET /ping` and 404 for unknown paths (with
+//!    [`McpStack::endpoint_path`]), and marks a session busy while its request is read.
+//! 3. [`ChallengeLayer`] adds `WWW-Authenticate` to 401/403 rejections.
+//! 4. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
+//! 5. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
+//! 6. [`AuthLayer`] (with [`McpStack::authenticate`]) finds the [`Principal`](crate::Principal),
+//!    before any body is read.
+//! 7. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
+//! 8. [`JsonRpcBodyLayer`] parses the POST body once.
+//! 9. [`ScopeLayer`] checks required and per-tool scopes (403 step-up).
+//! 10. [`RoutingHeadersLayer`] checks 2026-07-28 routing headers against the body.
+//! 11. [`ModernLayer`] decides the era and validates 2026-07-28 `_meta`; those requests skip
+//!     the session layer (off with [`McpStack::modern`]).
+//! 12. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
+//!     unless [`McpStack::legacy_sse`] turns it on).
+//! 13. [`SessionLayer`] routes by `Mcp-Session-Id`.
+//! 14. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
+//!     standalone GET stream.
+//! 15. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
 //!
 //! # Example
 //!
