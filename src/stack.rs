@@ -96,6 +96,7 @@ pub struct McpStack<M> {
     scopes: ScopePolicy,
     modern: bool,
     request_state_key: Option<[u8; 32]>,
+    request_state_ttl: Option<Duration>,
     max_listeners: Option<usize>,
 }
 
@@ -126,6 +127,7 @@ impl<M: MakeMcpService> McpStack<M> {
             scopes: ScopePolicy::new(),
             modern: true,
             request_state_key: None,
+            request_state_ttl: None,
             max_listeners: None,
         }
     }
@@ -142,6 +144,13 @@ impl<M: MakeMcpService> McpStack<M> {
     /// every instance behind one load balancer the same key; see [`crate::input`].
     pub fn request_state_key(mut self, key: [u8; 32]) -> Self {
         self.request_state_key = Some(key);
+        self
+    }
+
+    /// How long a sealed 2026-07-28 `requestState` stays valid (default 10 min, whole seconds);
+    /// see [`crate::input`].
+    pub fn request_state_ttl(mut self, ttl: Duration) -> Self {
+        self.request_state_ttl = Some(ttl);
         self
     }
 
@@ -281,6 +290,10 @@ impl<M: MakeMcpService> McpStack<M> {
             .tool_headers(routing.tools().clone());
         if let Some(key) = self.request_state_key {
             endpoint = endpoint.request_state_key(key);
+        }
+        // After the key, which replaces the sealer.
+        if let Some(ttl) = self.request_state_ttl {
+            endpoint = endpoint.request_state_ttl(ttl);
         }
         if let Some(max) = self.max_listeners {
             endpoint = endpoint.max_listeners(max);
