@@ -424,9 +424,6 @@ async fn a_version_mismatch_is_reported_before_missing_headers() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: a claim of an unserved revision (header agreeing) with a missing Mcp-Method or a \
-            wrong Mcp-Name gets -32020 from RoutingHeadersLayer; the reference order puts -32022 \
-            before header presence and Mcp-Name"]
 async fn unserved_version_is_reported_before_header_presence_and_mcp_name() {
     let server = spawn(stack()).await;
     let unserved = |id: i64, method: &str, params: Value, version: &str| {
@@ -658,11 +655,8 @@ async fn mcp_param_region_is_checked_after_tools_list() {
 }
 
 /// The routing layer checks `Mcp-Param-*` only for tools it has learned from a `tools/list`
-/// answer; the endpoint learns the table when it first describes the server, which happens inside
-/// the first 2026-07-28 request, after the routing layer has already passed it.
+/// answer; for a tool it has not, the endpoint checks them once it has described the server.
 #[tokio::test]
-#[ignore = "BUG: on a fresh server the first tools/call is not checked against Mcp-Param-* \
-            (the x-mcp-header table is empty until a request has reached the endpoint)"]
 async fn mcp_param_region_is_checked_on_the_very_first_request() {
     let server = spawn(stack()).await;
     let body = rpc(
