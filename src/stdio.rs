@@ -16,6 +16,54 @@
 //! client gets 404 and re-initializes). When the session ends, the child's stdin is closed, then
 //! it gets SIGTERM after a grace period, then SIGKILL.
 //!
+//! 2026-07-28 requests, which have no session, are served by a pool of children (below).
+//!
+//! # 2026-07-28 clients and a 2025 child
+//!
+//! Almost every stdio server speaks a 2025 revision: `initialize` first, and requests of its own
+//! (sampling, elicitation, roots) that it expects the client to answer. A 2026-07-28 request has
+//! no session, and its server may not send requests. The pool ([`StdioPool`]) bridges the two:
+//!
+//! - **One request per child at a time.** Over stdio, a child's requests and log messages carry
+//!   no link to the client request that caused them; with one request per child the link is
+//!   unambiguous. Children are started on demand, initialized once by the pool (protocol
+//!   2025-11-25) and reused: a Python or Node server takes ~100 ms to start, too long for every
+//!   request, and a long-lived child keeps its state and can announce its changes.
+//! - **Per principal and declared capabilities.** A child serves one authenticated subject (its
+//!   state and notifications stay theirs) and declares in its `initialize` the `sampling`,
+//!   `elicitation` and `roots` capabilities of the clients it serves: a 2025 server checks them
+//!   before asking, and some offer tools only to clients that can answer them.
+//! - **Bounded.** At most [`max_pooled`](StdioCommand::max_pooled) children (default 16) across
+//!   principals. When all are busy, a request waits up to [`pool_wait`](StdioCommand::pool_wait)
+//!   (30 s) for one, closing an idle child of another kind to make room, then fails with
+//!   `-32000`. Children idle for [`pool_idle_timeout`](StdioCommand::pool_idle_timeout) (60 s)
+//!   are closed like a session's child (stdin EOF, SIGTERM, SIGKILL) and reaped.
+//! - **Discovery.** The endpoint builds `server/discover` from the child's `initialize` answer
+//!   (capabilities, server info, instructions; `ttlMs` and `cacheScope` are stamped by the
+//!   endpoint). A 2025 child gets requests without the 2026-07-28 `_meta` keys. A child that
+//!   answers `server/discover` itself speaks 2026-07-28: it gets requests unchanged.
+//! - **Input.** A child's `sampling/createMessage`, `elicitation/create` or `roots/list` ends
+//!   the round with an `input_required` result (with a sealed `requestState`, as
+//!   [`RequestContext::ask`](crate::RequestContext::ask) does); the call waits in the pool with
+//!   its child. The client's retry, a new HTTP request, carries the answers: they go back to the
+//!   waiting child request and the call goes on, perhaps to another round. A client that does not
+//!   retry within [`input_timeout`](StdioCommand::input_timeout) (10 min, the lifetime of the
+//!   `requestState`) releases the call: the child's request gets an error, the call is cancelled
+//!   at the child (`notifications/cancelled`) and the child is free again. Other requests of the
+//!   child get an error (`ping` is answered).
+//! - **Notifications.** Progress (under the progress token of the request now waiting) and log
+//!   messages (at the level the request's `_meta` asks for; the pool sets the child's level with
+//!   `logging/setLevel`) go to the request's stream; `list_changed` and `resources/updated`, from
+//!   a working or an idle child, go to the principal's `subscriptions/listen` streams.
+//! - **Cancellation.** A client that closes its stream cancels the call at the child
+//!   (`notifications/cancelled`), and the child goes back to the pool.
+//!
+//! Limits: a child that ignores cancellation may still be finishing the old call when it serves
+//! the next; a 2025 child sends `resources/updated` only for resources subscribed in its own
+//! session, and the pool does not subscribe on behalf of listen streams; the `input_required`
+//! rounds of a 2026-07-28 child of its own cannot be relayed (the endpoint seals and checks
+//! `requestState`). Sessions of the 2025 revisions are served as before, one child each.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -28,6 +76,13 @@
 //! let service = McpStack::new(command).endpoint_path("/mcp").into_service();
 //! # let _ = service;
 //! ```
+
+mod pool;
+
+pub use self::pool::{
+    DEFAULT_INPUT_TIMEOUT, DEFAULT_MAX_POOLED, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_POOL_WAIT,
+    PooledServer, StdioPool, StdioService,
+};
 
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Notification, Payload, Request};
 use crate::service::{
@@ -66,6 +121,8 @@ pub struct StdioCommand {
     env: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
     grace: Duration,
+    /// 2026-07-28 requests: the pool settings, and the pool once started.
+    pool: pool::PoolConfig,
 }
 
 impl StdioCommand {
@@ -77,6 +134,7 @@ impl StdioCommand {
             env: Vec::new(),
             cwd: None,
             grace: DEFAULT_GRACE,
+            pool: pool::PoolConfig::default(),
         }
     }
 
@@ -123,6 +181,16 @@ impl StdioCommand {
         session: Option<&SessionId>,
         closer: Option<SessionCloser>,
     ) -> std::io::Result<StdioServer> {
+        let label: Arc<str> = session.map_or_else(|| "-".into(), |s| s.as_str().into());
+        self.spawn_as(label, closer)
+    }
+
+    /// Spawns the child, its stderr logged under `label`.
+    fn spawn_as(
+        &self,
+        label: Arc<str>,
+        closer: Option<SessionCloser>,
+    ) -> std::io::Result<StdioServer> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -140,7 +208,6 @@ impl StdioCommand {
         else {
             return Err(std::io::Error::other("child stdio was not captured"));
         };
-        let label: Arc<str> = session.map_or_else(|| "-".into(), |s| s.as_str().into());
         let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_CAPACITY);
         let shared = Arc::new(Shared {
             label: label.clone(),
@@ -151,6 +218,7 @@ impl StdioCommand {
             next_id: AtomicI64::new(1),
             exited: AtomicBool::new(false),
             closer,
+            inbox: Mutex::new(None),
         });
         tokio::spawn(write_stdin(stdin, stdin_rx, label.clone()));
         tokio::spawn(log_stderr(stderr, label));
@@ -165,19 +233,23 @@ impl StdioCommand {
 }
 
 impl MakeMcpService for StdioCommand {
-    type Service = StdioServer;
+    type Service = StdioService;
 
     fn make_service(
         &self,
         cx: &SessionContext<'_>,
-    ) -> impl Future<Output = Result<StdioServer, ErrorObject>> + Send {
+    ) -> impl Future<Output = Result<StdioService, ErrorObject>> + Send {
+        // 2026-07-28 requests share pooled children (see the module docs).
+        if cx.protocol_version().is_sessionless() {
+            return std::future::ready(Ok(StdioService::Pooled(pool::handle(self, cx))));
+        }
         let spawned = self
             .spawn(cx.session_id(), cx.session_closer())
             .map_err(|e| {
                 tracing::error!(command = %self.display(), error = %e, "cannot start the MCP server");
                 ErrorObject::new(ErrorCode::INTERNAL_ERROR, "cannot start the MCP server process")
             });
-        std::future::ready(spawned)
+        std::future::ready(spawned.map(StdioService::Session))
     }
 }
 
@@ -202,6 +274,8 @@ struct Shared {
     next_id: AtomicI64,
     exited: AtomicBool,
     closer: Option<SessionCloser>,
+    /// A pooled child's messages for the 2026-07-28 call it works on (see `pool`).
+    inbox: Mutex<Option<mpsc::Sender<Message>>>,
 }
 
 impl Shared {
@@ -370,6 +444,9 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin, shared: std::sync::Weak<Sha
 /// Handles one message from the child, in the order the child wrote them: a notification is
 /// queued on its client stream before the next line (perhaps the answer it precedes) is read.
 async fn dispatch(shared: &Arc<Shared>, message: Message) {
+    let Some(message) = pool::divert(shared, message) else {
+        return;
+    };
     match message {
         Message::Response(response) => {
             if let Some(waiter) = lock(&shared.pending).remove(&response.id) {

@@ -69,7 +69,7 @@ use mcp_tower_http::jsonrpc::{ErrorCode, ErrorObject, Notification, Request as R
 use mcp_tower_http::origin::OriginLayer;
 use mcp_tower_http::session::SessionRegistry;
 use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
-use mcp_tower_http::stdio::{DEFAULT_GRACE, StdioCommand};
+use mcp_tower_http::stdio::{DEFAULT_GRACE, DEFAULT_MAX_POOLED, StdioCommand, StdioPool};
 use mcp_tower_http::{
     MakeMcpService, McpService, McpStack, NotificationContext, RequestContext, SessionContext,
 };
@@ -518,6 +518,9 @@ struct Args {
     )]
     cwd: Option<PathBuf>,
 
+    #[command(flatten)]
+    pool: PoolArgs,
+
     /// Serve the sessionless 2026-07-28 revision beside the 2025 ones on the same endpoint
     /// (default: on).
     #[arg(
@@ -605,6 +608,66 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{s}`: {e}"))
 }
 
+/// How a COMMAND serves 2026-07-28 clients: a pool of children, one request per child at a
+/// time (see the README's proxy section).
+#[derive(clap::Args, Clone, Debug)]
+struct PoolArgs {
+    /// 2026-07-28 clients share a pool of children, one request per child at a time: at most
+    /// this many children (across principals; sessions of 2025 clients have their own).
+    #[arg(
+        long,
+        env = "MCP_PROXY_MAX_POOLED",
+        default_value_t = DEFAULT_MAX_POOLED,
+        value_name = "N",
+        help_heading = "Child process"
+    )]
+    max_pooled: usize,
+
+    /// Close a pooled child idle for this long.
+    #[arg(
+        long,
+        env = "MCP_PROXY_POOL_IDLE_TIMEOUT_SECS",
+        default_value = "60",
+        value_name = "SECS",
+        value_parser = parse_duration,
+        help_heading = "Child process"
+    )]
+    pool_idle_timeout: Duration,
+
+    /// How long a pooled child's sampling, elicitation or roots request waits for the
+    /// 2026-07-28 client to retry with its answer; then the child's request fails.
+    #[arg(
+        long,
+        env = "MCP_PROXY_INPUT_TIMEOUT_SECS",
+        default_value = "600",
+        value_name = "SECS",
+        value_parser = parse_duration,
+        help_heading = "Child process"
+    )]
+    input_timeout: Duration,
+
+    /// How long a 2026-07-28 request waits for a free pooled child when all are busy.
+    #[arg(
+        long,
+        env = "MCP_PROXY_POOL_WAIT_SECS",
+        default_value = "30",
+        value_name = "SECS",
+        value_parser = parse_duration,
+        help_heading = "Child process"
+    )]
+    pool_wait: Duration,
+}
+
+impl PoolArgs {
+    fn apply(&self, command: StdioCommand) -> StdioCommand {
+        command
+            .max_pooled(self.max_pooled)
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .input_timeout(self.input_timeout)
+            .pool_wait(self.pool_wait)
+    }
+}
+
 /// Parses `--env KEY=VALUE`.
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -646,6 +709,7 @@ struct Config {
     tls: Option<TlsFiles>,
     child_env: Vec<(String, String)>,
     cwd: Option<PathBuf>,
+    pool: PoolArgs,
     command: Vec<String>,
 }
 
@@ -929,6 +993,7 @@ impl Config {
             tls,
             child_env: args.child_env,
             cwd: args.cwd,
+            pool: args.pool,
             command: args.command,
         })
     }
@@ -982,12 +1047,17 @@ fn main() -> ExitCode {
             if let Some(cwd) = &config.cwd {
                 command = command.current_dir(cwd);
             }
+            let command = config.pool.apply(command);
+            let pool = command.pool();
             tracing::info!(command = %command.display(), "serving a stdio MCP server");
-            runtime.block_on(serve(&config, tls, command))
+            runtime.block_on(serve(&config, tls, command, Some(pool)))
         }
-        None => runtime.block_on(serve(&config, tls, |_: &SessionContext<'_>| {
-            EverythingServer::new()
-        })),
+        None => runtime.block_on(serve(
+            &config,
+            tls,
+            |_: &SessionContext<'_>| EverythingServer::new(),
+            None,
+        )),
     };
     // Tasks still running (connections, relays) are dropped here; children still alive get
     // SIGKILL as their handles drop.
@@ -1298,6 +1368,7 @@ async fn serve<M: MakeMcpService>(
     config: &Config,
     tls: Option<TlsAcceptor>,
     make: M,
+    pool: Option<StdioPool>,
 ) -> std::io::Result<()> {
     // Signal handlers first, so a signal during start-up is not lost.
     let mut signals = Signals::new();
@@ -1450,6 +1521,7 @@ async fn serve<M: MakeMcpService>(
             sessions,
             legacy_sessions,
             closing,
+            pool,
         },
         &mut signals,
     )
@@ -1488,6 +1560,8 @@ struct Teardown {
     sessions: Arc<SessionRegistry>,
     legacy_sessions: Arc<SessionRegistry>,
     closing: InFlight,
+    /// The children serving 2026-07-28 requests, with a COMMAND.
+    pool: Option<StdioPool>,
 }
 
 /// The part of the grace period kept for closing sessions and children.
@@ -1515,6 +1589,7 @@ async fn shutdown(
         sessions,
         legacy_sessions,
         closing,
+        pool,
     } = teardown;
     let deadline = Instant::now() + grace;
     tracing::info!(
@@ -1545,6 +1620,13 @@ async fn shutdown(
     // exits, one whose session was never closed might not be.
     stop.send_replace(true);
     tokio::join!(sessions.close_all(), legacy_sessions.close_all());
+    if let Some(pool) = pool {
+        let guard = closing.enter();
+        tokio::spawn(async move {
+            pool.close().await;
+            drop(guard);
+        });
+    }
     let closed = !forced
         && tokio::select! {
             () = closing.idle() => true,
