@@ -14,6 +14,13 @@
 //! `notifications/tools/list_changed` received on a `subscriptions/listen` stream after the
 //! built-in `test_trigger_tool_change`.
 //!
+//! The same clients also run through `mcp-proxy -- npx -y @modelcontextprotocol/server-everything`
+//! (a 2025 stdio server, served to 2026-07-28 clients by the proxy's pool of children; see the
+//! `stdio` module docs), with the scripts' `INTEROP_TARGET=everything` tool set: list tools,
+//! `echo`, its sampling and elicitation tools through `input_required`, progress of
+//! `trigger-long-running-operation`, and a `notifications/resources/list_changed` on a listen
+//! stream after `gzip-file-as-resource`; and 2025-era clients use the same proxy at the same time.
+//!
 //! # Why every test here is `#[ignore]`d
 //!
 //! The clients are external installs (`.ci/run` puts the TypeScript client in
@@ -128,6 +135,40 @@ impl Observed {
 }
 
 fn run(sdk: Sdk, mode: Mode, steps: &str) -> Observed {
+    // The built-in server: no command after the options.
+    let server = Server::start(&[]);
+    run_with(&server, sdk, mode, steps, Target::Builtin)
+}
+
+/// Which tools the scripts call (their `INTEROP_TARGET`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    /// The binary's built-in server.
+    Builtin,
+    /// `@modelcontextprotocol/server-everything` behind the proxy.
+    Everything,
+}
+
+/// `mcp-proxy -- npx -y @modelcontextprotocol/server-everything`, the child run in
+/// `tests/interop` (whose `node_modules` holds it, so npx downloads nothing).
+fn everything_proxy() -> Server {
+    let dir = interop_dir();
+    require_installed(
+        "@modelcontextprotocol/server-everything",
+        &dir.join("node_modules/@modelcontextprotocol/server-everything/package.json"),
+    );
+    let cwd = dir.to_str().expect("a UTF-8 path");
+    Server::start(&[
+        "--cwd",
+        cwd,
+        "--",
+        "npx",
+        "-y",
+        "@modelcontextprotocol/server-everything",
+    ])
+}
+
+fn run_with(server: &Server, sdk: Sdk, mode: Mode, steps: &str, target: Target) -> Observed {
     let dir = interop_dir();
     let mut cmd = match sdk {
         Sdk::Ts => {
@@ -155,9 +196,10 @@ fn run(sdk: Sdk, mode: Mode, steps: &str) -> Observed {
         (_, Mode::Auto) => "auto",
         (_, Mode::Legacy) => "legacy",
     };
-    let label = format!("{sdk:?} client, {mode:?} ({mode_arg})");
-    // The built-in server: no command after the options.
-    let server = Server::start(&[]);
+    let label = format!("{sdk:?} client, {mode:?} ({mode_arg}), {target:?}");
+    if target == Target::Everything {
+        cmd.env("INTEROP_TARGET", "everything");
+    }
     cmd.arg(&server.url).arg(mode_arg).arg(steps);
     let run = proxy::run_client(cmd, &dir, CLIENT_TIMEOUT);
 
@@ -228,8 +270,8 @@ fn check_input_handlers(o: &Observed) {
 
 /// Each input went through `input_required`: the call, then exactly one retry carrying
 /// `inputResponses` with a new request id.
-fn check_input_required_rounds(o: &Observed) {
-    for tool in ["test_elicitation", "test_sampling"] {
+fn check_input_required_rounds(o: &Observed, tools: [&str; 2]) {
+    for tool in tools {
         let calls: Vec<&Value> = o
             .rpc("tools/call")
             .filter(|w| w["mcp-name"] == tool)
@@ -348,7 +390,7 @@ fn modern(sdk: Sdk, mode: Mode) {
         ],
     );
     check_input_handlers(&o);
-    check_input_required_rounds(&o);
+    check_input_required_rounds(&o, ["test_elicitation", "test_sampling"]);
     check_listen(&o, sdk);
 }
 
@@ -409,4 +451,158 @@ fn python_client_auto_settles_on_2026_07_28() {
 #[ignore = "needs the external clients installed by .ci/run, which runs these tests"]
 fn python_client_legacy() {
     legacy(Sdk::Python);
+}
+
+// ----- Through a stdio child: mcp-proxy -- npx -y @modelcontextprotocol/server-everything -----
+
+const EVERYTHING_MODERN_STEPS: &str = "discover,tools,echo,elicit,sample,progress,listen";
+const EVERYTHING_LEGACY_STEPS: &str = "tools,echo,elicit,sample,progress";
+const EVERYTHING_INPUT_TOOLS: [&str; 2] =
+    ["trigger-elicitation-request", "trigger-sampling-request"];
+
+/// What every run against server-everything shows: its tools, `echo`, the input handlers'
+/// answers in the tool results, and progress.
+fn check_everything_tools(o: &Observed) {
+    let names = o.step("tools")["names"]
+        .as_array()
+        .unwrap_or_else(|| o.fail("`tools` has no `names` array"));
+    for tool in [
+        "echo",
+        "trigger-elicitation-request",
+        "trigger-sampling-request",
+        "trigger-long-running-operation",
+    ] {
+        if !names.iter().any(|n| n == tool) {
+            o.fail(&format!("tool `{tool}` is not listed: {names:?}"));
+        }
+    }
+    if o.text("echo", "text") != "Echo: hello modern interop" {
+        o.fail("`echo` did not echo its message");
+    }
+    check_input_handlers(o);
+    // Python reports progress as floats, TypeScript as integers.
+    let progress: Vec<f64> = o.step("progress")["progress"]
+        .as_array()
+        .map(|p| p.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    if progress != [1.0, 2.0, 3.0] {
+        o.fail("the client did not see progress 1, 2, 3 of trigger-long-running-operation");
+    }
+}
+
+fn modern_through_child(server: &Server, sdk: Sdk, mode: Mode) {
+    let o = run_with(
+        server,
+        sdk,
+        mode,
+        EVERYTHING_MODERN_STEPS,
+        Target::Everything,
+    );
+    let connect = o.step("connect");
+    if connect["protocolVersion"] != MODERN {
+        o.fail(&format!("the client did not settle on {MODERN}"));
+    }
+    if sdk == Sdk::Ts && connect["era"] != "modern" {
+        o.fail("the TypeScript client's era is not `modern`");
+    }
+    check_modern_wire(&o);
+    check_discover(&o);
+    let server_info = &o.step("discover")["serverInfo"]["name"];
+    if server_info != "mcp-servers/everything" {
+        o.fail(&format!("discover does not name the child: {server_info}"));
+    }
+    check_everything_tools(&o);
+    check_input_required_rounds(&o, EVERYTHING_INPUT_TOOLS);
+    if o.step("listen")["honored"]["resourcesListChanged"] != true {
+        o.fail("the listen acknowledgement did not honour resourcesListChanged");
+    }
+    let listen_id = o
+        .rpc("subscriptions/listen")
+        .map(|w| w["id"].clone())
+        .next()
+        .unwrap_or_else(|| o.fail("no subscriptions/listen request on the wire"));
+    let list_changed = o.step("list_changed");
+    match sdk {
+        Sdk::Ts => {
+            if list_changed["method"] != "notifications/resources/list_changed"
+                || list_changed["subscriptionId"] != listen_id
+            {
+                o.fail("no resources/list_changed tagged with the listen id");
+            }
+        }
+        Sdk::Python => {
+            if list_changed["event"] != "ResourcesListChanged"
+                || o.step("listen")["subscriptionId"] != listen_id
+            {
+                o.fail("no ResourcesListChanged event on the listen stream");
+            }
+        }
+    }
+}
+
+fn legacy_through_child(server: &Server, sdk: Sdk) {
+    let o = run_with(
+        server,
+        sdk,
+        Mode::Legacy,
+        EVERYTHING_LEGACY_STEPS,
+        Target::Everything,
+    );
+    let version = o.step("connect")["protocolVersion"].as_str().unwrap_or("");
+    if !version.starts_with("2025-") {
+        o.fail(&format!("a legacy client negotiated {version:?}"));
+    }
+    if o.first_rpc() != "initialize" {
+        o.fail("a legacy client did not start with initialize");
+    }
+    check_everything_tools(&o);
+    if o.wire.iter().any(|w| w["inputResponses"] == true) {
+        o.fail("a legacy client sent inputResponses");
+    }
+}
+
+#[test]
+#[ignore = "needs the external clients installed by .ci/run, which runs these tests"]
+fn ts_client_pinned_through_a_stdio_child() {
+    modern_through_child(&everything_proxy(), Sdk::Ts, Mode::Pinned);
+}
+
+#[test]
+#[ignore = "needs the external clients installed by .ci/run, which runs these tests"]
+fn ts_client_auto_through_a_stdio_child() {
+    modern_through_child(&everything_proxy(), Sdk::Ts, Mode::Auto);
+}
+
+#[test]
+#[ignore = "needs the external clients installed by .ci/run, which runs these tests"]
+fn python_client_pinned_through_a_stdio_child() {
+    modern_through_child(&everything_proxy(), Sdk::Python, Mode::Pinned);
+}
+
+#[test]
+#[ignore = "needs the external clients installed by .ci/run, which runs these tests"]
+fn python_client_auto_through_a_stdio_child() {
+    modern_through_child(&everything_proxy(), Sdk::Python, Mode::Auto);
+}
+
+/// Both eras of both SDKs on one proxy at the same time: 2025 sessions with their own children
+/// beside the pool serving the 2026-07-28 clients.
+#[test]
+#[ignore = "needs the external clients installed by .ci/run, which runs these tests"]
+fn clients_of_both_eras_share_a_stdio_child_proxy_at_once() {
+    let server = everything_proxy();
+    std::thread::scope(|scope| {
+        let server = &server;
+        let runs = [
+            scope.spawn(move || modern_through_child(server, Sdk::Ts, Mode::Pinned)),
+            scope.spawn(move || modern_through_child(server, Sdk::Python, Mode::Pinned)),
+            scope.spawn(move || legacy_through_child(server, Sdk::Ts)),
+            scope.spawn(move || legacy_through_child(server, Sdk::Python)),
+        ];
+        for run in runs {
+            if let Err(panic) = run.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
 }

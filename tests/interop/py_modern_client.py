@@ -15,6 +15,15 @@ The mode is passed as `Client(..., mode=...)`: a version pins the 2026-07-28 wir
     sample    tools/call test_sampling; `sampling_callback` answers
     listen    `async with client.listen(tools_list_changed=True)`, tools/call
               test_trigger_tool_change, wait for the ToolsListChanged event (2026-07-28 only)
+    progress  a tool call with `progress_callback`: progress reaches the client
+              (INTEROP_TARGET=everything only)
+
+INTEROP_TARGET picks the server's tools: `builtin` (default, mcp-proxy's built-in server, as
+above) or `everything` (@modelcontextprotocol/server-everything, e.g. behind
+`mcp-proxy -- npx -y @modelcontextprotocol/server-everything`): echo {message},
+trigger-elicitation-request, trigger-sampling-request {prompt}, trigger-long-running-operation
+for progress, and listen(resources_list_changed=True) for the ResourcesListChanged event after
+gzip-file-as-resource (a data: URI, no network) registers a resource.
 
 In 2026-07-28 the server asks for input with an `input_required` result; `Client.call_tool`
 fulfils it through the same callbacks that serve 2025 server->client requests and retries.
@@ -30,6 +39,7 @@ inputResponses/requestState, status, and the body of a 4xx/5xx). Exits non-zero 
 
 import asyncio
 import json
+import os
 import sys
 import traceback
 
@@ -38,15 +48,37 @@ import anyio
 import mcp.types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.client.subscriptions import ToolsListChanged
+from mcp.client.subscriptions import ResourcesListChanged, ToolsListChanged
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 TIMEOUT_S = 45
 NOTIFY_TIMEOUT_S = 10
 MODERN = "2026-07-28"
-ALL_STEPS = ["discover", "tools", "echo", "add", "elicit", "sample", "listen"]
+ALL_STEPS = ["discover", "tools", "echo", "add", "elicit", "sample", "listen", "progress"]
 ELICIT_RESPONSE = "interop elicited answer"
 SAMPLED_TEXT = "interop sampled text"
+
+TARGET = os.environ.get("INTEROP_TARGET", "builtin")
+TOOLS = {
+    "builtin": {
+        "echo": ("echo", {"text": "hello modern interop"}),
+        "elicit": ("test_elicitation", {"message": "interop asks"}),
+        "elicit_content": {"response": ELICIT_RESPONSE},
+        "sample": ("test_sampling", {"prompt": "interop prompt"}),
+        "listen": ({"tools_list_changed": True}, "toolsListChanged", ToolsListChanged),
+        "trigger": ("test_trigger_tool_change", {}),
+    },
+    "everything": {
+        "echo": ("echo", {"message": "hello modern interop"}),
+        "elicit": ("trigger-elicitation-request", {}),
+        # Its form requires `name`.
+        "elicit_content": {"name": ELICIT_RESPONSE},
+        "sample": ("trigger-sampling-request", {"prompt": "interop prompt"}),
+        "progress": ("trigger-long-running-operation", {"duration": 1, "steps": 3}),
+        "listen": ({"resources_list_changed": True}, "resourcesListChanged", ResourcesListChanged),
+        "trigger": ("gzip-file-as-resource", {"name": "interop.txt.gz", "data": "data:text/plain;base64,aW50ZXJvcA=="}),
+    },
+}.get(TARGET)
 
 
 def out(obj) -> None:
@@ -64,6 +96,13 @@ def first_text(result) -> str:
         if item.type == "text":
             return item.text
     raise Failure(f"tool result has no text content: {result!r}")
+
+
+def all_text(result) -> str:
+    """Every text item of a tool result, joined (server-everything answers in several)."""
+    if result.is_error:
+        raise Failure(f"tool returned isError: {result!r}")
+    return "\n".join(item.text for item in result.content if item.type == "text")
 
 
 def recording_hooks(label: str):
@@ -113,7 +152,7 @@ async def main(url: str, mode: str, steps: list[str]) -> None:
 
     async def on_elicit(context, params):
         seen["elicit"].append(params.message)
-        return types.ElicitResult(action="accept", content={"response": ELICIT_RESPONSE})
+        return types.ElicitResult(action="accept", content=TOOLS["elicit_content"])
 
     async def on_sample(context, params):
         seen["sample"].append(len(params.messages))
@@ -164,12 +203,12 @@ async def run_step(client: Client, step: str, seen: dict) -> None:
         tools = (await client.list_tools()).tools
         out({"step": "tools", "names": [t.name for t in tools]})
     elif step == "echo":
-        out({"step": "echo", "text": first_text(await client.call_tool("echo", {"text": "hello modern interop"}))})
+        out({"step": "echo", "text": first_text(await client.call_tool(*TOOLS["echo"]))})
     elif step == "add":
         out({"step": "add", "text": first_text(await client.call_tool("add", {"a": 2, "b": 3}))})
     elif step == "elicit":
         before = len(seen["elicit"])
-        text = first_text(await client.call_tool("test_elicitation", {"message": "interop asks"}))
+        text = all_text(await client.call_tool(*TOOLS["elicit"]))
         handled = len(seen["elicit"]) - before
         if handled != 1:
             raise Failure(f"elicitation callback ran {handled} times (want 1); result: {text}")
@@ -178,7 +217,7 @@ async def run_step(client: Client, step: str, seen: dict) -> None:
         out({"step": "elicit", "text": text, "handled": handled, "message": seen["elicit"][-1]})
     elif step == "sample":
         before = len(seen["sample"])
-        text = first_text(await client.call_tool("test_sampling", {"prompt": "interop prompt"}))
+        text = all_text(await client.call_tool(*TOOLS["sample"]))
         handled = len(seen["sample"]) - before
         if handled != 1:
             raise Failure(f"sampling callback ran {handled} times (want 1); result: {text}")
@@ -186,22 +225,35 @@ async def run_step(client: Client, step: str, seen: dict) -> None:
             raise Failure(f"test_sampling result lacks the sampled text: {text}")
         out({"step": "sample", "text": text, "handled": handled})
     elif step == "listen":
-        async with client.listen(tools_list_changed=True) as sub:
+        filter_args, honored_key, event_type = TOOLS["listen"]
+        async with client.listen(**filter_args) as sub:
             honored = sub.honored.model_dump(by_alias=True, mode="json", exclude_none=True)
             out({"step": "listen", "honored": honored, "subscriptionId": sub.subscription_id})
-            if honored.get("toolsListChanged") is not True:
-                raise Failure(f"listen ack did not honour toolsListChanged: {honored}")
-            r = await client.call_tool("test_trigger_tool_change", {})
-            out({"step": "trigger", "text": first_text(r)})
+            if honored.get(honored_key) is not True:
+                raise Failure(f"listen ack did not honour {honored_key}: {honored}")
+            r = await client.call_tool(*TOOLS["trigger"])
+            out({"step": "trigger", "text": all_text(r)})
             try:
                 with anyio.fail_after(NOTIFY_TIMEOUT_S):
                     event = await anext(sub)
             except TimeoutError:
-                raise Failure(f"no tools/list_changed event within {NOTIFY_TIMEOUT_S} s") from None
-            if not isinstance(event, ToolsListChanged):
+                raise Failure(f"no {event_type.__name__} event within {NOTIFY_TIMEOUT_S} s") from None
+            if not isinstance(event, event_type):
                 raise Failure(f"unexpected listen event: {event!r}")
             out({"step": "list_changed", "event": type(event).__name__})
         out({"step": "listen_closed"})
+    elif step == "progress":
+        if "progress" not in TOOLS:
+            raise Failure(f"target {TARGET} has no progress tool")
+        seen = []
+
+        async def on_progress(progress, total, message):
+            seen.append(progress)
+
+        r = await client.call_tool(*TOOLS["progress"], progress_callback=on_progress)
+        out({"step": "progress", "text": first_text(r), "progress": seen})
+        if not seen:
+            raise Failure("no progress notification reached the client")
     else:
         raise Failure(f"unknown step {step}")
 
@@ -209,6 +261,8 @@ async def run_step(client: Client, step: str, seen: dict) -> None:
 def parse_args(argv: list[str]) -> tuple[str, str, list[str]]:
     if len(argv) < 2 or argv[1] not in (MODERN, "auto", "legacy"):
         raise Failure(f"usage: py_modern_client.py <url> <{MODERN}|auto|legacy> [steps]")
+    if TOOLS is None:
+        raise Failure(f"unknown INTEROP_TARGET {TARGET}")
     url, mode = argv[0], argv[1]
     if len(argv) > 2:
         steps = [s for s in argv[2].split(",") if s]

@@ -15,6 +15,15 @@
 //   sample    tools/call test_sampling; the registered sampling/createMessage handler answers
 //   listen    client.listen({toolsListChanged:true}), tools/call test_trigger_tool_change, wait
 //             for notifications/tools/list_changed on that stream, close it (2026-07-28 only)
+//   progress  a tool call with `onprogress`: the progress notifications reach the client
+//             (INTEROP_TARGET=everything only)
+//
+// INTEROP_TARGET picks the server's tools: `builtin` (default, mcp-proxy's built-in server, as
+// above) or `everything` (@modelcontextprotocol/server-everything, e.g. behind
+// `mcp-proxy -- npx -y @modelcontextprotocol/server-everything`): echo {message},
+// trigger-elicitation-request, trigger-sampling-request {prompt}, trigger-long-running-operation
+// for progress, and listen for notifications/resources/list_changed after gzip-file-as-resource
+// (a data: URI, no network) registers a resource.
 //
 // In 2026-07-28 the server asks for input by answering `input_required`; the client fulfils it
 // through the SAME handlers registered with setRequestHandler and retries (auto-fulfilment, on by
@@ -28,12 +37,49 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 const TIMEOUT_MS = 45_000;
 const NOTIFY_TIMEOUT_MS = 10_000;
 const MODERN = '2026-07-28';
-const ALL_STEPS = ['discover', 'tools', 'echo', 'add', 'elicit', 'sample', 'listen'];
+const ALL_STEPS = ['discover', 'tools', 'echo', 'add', 'elicit', 'sample', 'listen', 'progress'];
 const MODERN_ONLY = ['discover', 'listen'];
 const ELICIT_RESPONSE = 'interop elicited answer';
 const SAMPLED_TEXT = 'interop sampled text';
 
 const out = (obj) => console.log(JSON.stringify(obj));
+
+const TARGET = process.env.INTEROP_TARGET ?? 'builtin';
+const TOOLS = {
+  builtin: {
+    echo: { name: 'echo', arguments: { text: 'hello modern interop' } },
+    elicit: { name: 'test_elicitation', arguments: { message: 'interop asks' } },
+    elicitContent: { response: ELICIT_RESPONSE },
+    sample: { name: 'test_sampling', arguments: { prompt: 'interop prompt' } },
+    listen: {
+      filter: { toolsListChanged: true },
+      method: 'notifications/tools/list_changed',
+      trigger: { name: 'test_trigger_tool_change', arguments: {} },
+    },
+  },
+  everything: {
+    echo: { name: 'echo', arguments: { message: 'hello modern interop' } },
+    elicit: { name: 'trigger-elicitation-request', arguments: {} },
+    // Its form requires `name`.
+    elicitContent: { name: ELICIT_RESPONSE },
+    sample: { name: 'trigger-sampling-request', arguments: { prompt: 'interop prompt' } },
+    progress: { name: 'trigger-long-running-operation', arguments: { duration: 1, steps: 3 } },
+    listen: {
+      filter: { resourcesListChanged: true },
+      method: 'notifications/resources/list_changed',
+      trigger: {
+        name: 'gzip-file-as-resource',
+        arguments: { name: 'interop.txt.gz', data: 'data:text/plain;base64,aW50ZXJvcA==' },
+      },
+    },
+  },
+}[TARGET];
+
+/** Every text item of a tool result, joined (server-everything answers in several). */
+function allText(result) {
+  if (result.isError) throw new Error(`tool returned isError: ${JSON.stringify(result)}`);
+  return (result.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+}
 
 function firstText(result) {
   if (result.isError) throw new Error(`tool returned isError: ${JSON.stringify(result)}`);
@@ -110,9 +156,10 @@ async function main() {
   if (!url || !['pin', 'auto', 'legacy'].includes(mode)) {
     fail('usage: node ts-modern-client.mjs <url> <pin|auto|legacy> [steps]');
   }
+  if (!TOOLS) fail(`unknown INTEROP_TARGET ${TARGET}`);
   const steps = stepsArg
     ? stepsArg.split(',').filter(Boolean)
-    : ALL_STEPS.filter((s) => mode !== 'legacy' || !MODERN_ONLY.includes(s));
+    : ALL_STEPS.filter((s) => mode !== 'legacy' || !MODERN_ONLY.includes(s)).filter((s) => s !== 'progress' || TOOLS.progress);
   for (const s of steps) if (!ALL_STEPS.includes(s)) fail(`unknown step ${s}`);
 
   const client = new Client(
@@ -125,7 +172,7 @@ async function main() {
   const seen = { elicit: [], sample: [] };
   client.setRequestHandler('elicitation/create', async (request) => {
     seen.elicit.push(request.params.message);
-    return { action: 'accept', content: { response: ELICIT_RESPONSE } };
+    return { action: 'accept', content: TOOLS.elicitContent };
   });
   client.setRequestHandler('sampling/createMessage', async (request) => {
     seen.sample.push(request.params.messages?.length ?? 0);
@@ -133,7 +180,7 @@ async function main() {
   });
   const listChanged = [];
   let onListChanged = () => {};
-  client.setNotificationHandler('notifications/tools/list_changed', (n) => {
+  client.setNotificationHandler(TOOLS.listen.method, (n) => {
     listChanged.push(n);
     onListChanged(n);
   });
@@ -169,7 +216,7 @@ async function main() {
         break;
       }
       case 'echo': {
-        const r = await client.callTool({ name: 'echo', arguments: { text: 'hello modern interop' } });
+        const r = await client.callTool(TOOLS.echo);
         out({ step: 'echo', text: firstText(r) });
         break;
       }
@@ -180,8 +227,8 @@ async function main() {
       }
       case 'elicit': {
         const before = seen.elicit.length;
-        const r = await client.callTool({ name: 'test_elicitation', arguments: { message: 'interop asks' } });
-        const text = firstText(r);
+        const r = await client.callTool(TOOLS.elicit);
+        const text = allText(r);
         const handled = seen.elicit.length - before;
         if (handled !== 1) fail(`elicitation handler ran ${handled} times (want 1); result: ${text}`);
         if (!text.includes(ELICIT_RESPONSE)) fail(`test_elicitation result lacks the response: ${text}`);
@@ -190,8 +237,8 @@ async function main() {
       }
       case 'sample': {
         const before = seen.sample.length;
-        const r = await client.callTool({ name: 'test_sampling', arguments: { prompt: 'interop prompt' } });
-        const text = firstText(r);
+        const r = await client.callTool(TOOLS.sample);
+        const text = allText(r);
         const handled = seen.sample.length - before;
         if (handled !== 1) fail(`sampling handler ran ${handled} times (want 1); result: ${text}`);
         if (!text.includes(SAMPLED_TEXT)) fail(`test_sampling result lacks the sampled text: ${text}`);
@@ -199,15 +246,17 @@ async function main() {
         break;
       }
       case 'listen': {
-        const sub = await client.listen({ toolsListChanged: true });
+        const sub = await client.listen(TOOLS.listen.filter);
         out({ step: 'listen', honored: sub.honoredFilter });
-        if (sub.honoredFilter?.toolsListChanged !== true) {
-          fail(`listen ack did not honour toolsListChanged: ${JSON.stringify(sub.honoredFilter)}`);
+        for (const key of Object.keys(TOOLS.listen.filter)) {
+          if (sub.honoredFilter?.[key] !== true) {
+            fail(`listen ack did not honour ${key}: ${JSON.stringify(sub.honoredFilter)}`);
+          }
         }
         const got = new Promise((resolve, reject) => {
           if (listChanged.length) return resolve(listChanged[0]);
           const t = setTimeout(
-            () => reject(new Error(`no notifications/tools/list_changed within ${NOTIFY_TIMEOUT_MS} ms`)),
+            () => reject(new Error(`no ${TOOLS.listen.method} within ${NOTIFY_TIMEOUT_MS} ms`)),
             NOTIFY_TIMEOUT_MS,
           );
           onListChanged = (n) => {
@@ -215,8 +264,8 @@ async function main() {
             resolve(n);
           };
         });
-        const r = await client.callTool({ name: 'test_trigger_tool_change', arguments: {} });
-        out({ step: 'trigger', text: firstText(r) });
+        const r = await client.callTool(TOOLS.listen.trigger);
+        out({ step: 'trigger', text: allText(r) });
         const n = await got;
         out({
           step: 'list_changed',
@@ -225,6 +274,16 @@ async function main() {
         });
         await sub.close();
         out({ step: 'listen_closed', how: await sub.closed });
+        break;
+      }
+      case 'progress': {
+        if (!TOOLS.progress) fail(`target ${TARGET} has no progress tool`);
+        const seen = [];
+        const r = await client.callTool(TOOLS.progress, {
+          onprogress: (p) => seen.push(p.progress),
+        });
+        out({ step: 'progress', text: firstText(r), progress: seen });
+        if (seen.length === 0) fail('no progress notification reached the client');
         break;
       }
     }
