@@ -492,4 +492,6 @@ pub fn progress_token(params: Option<&Value>) -> Option<&Value> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
