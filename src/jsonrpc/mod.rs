@@ -401,6 +401,8 @@ struct Envelope {
     /// `Some(Value::Null)` for `"id": null`, `None` when absent.
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
+    /// A `null` method is not an absent one: it fails here and goes the exact way.
+    #[serde(default, deserialize_with = "present")]
     method: Option<String>,
     #[serde(default, deserialize_with = "present")]
     params: Option<Value>,
@@ -410,7 +412,9 @@ struct Envelope {
 }
 
 /// Deserializes a member that is present, `null` included, as `Some`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     serde::Deserialize::deserialize(d).map(Some)
 }
 
@@ -487,5 +491,7 @@ pub fn progress_token(params: Option<&Value>) -> Option<&Value> {
     params?.get("_meta")?.get("progressToken")
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
