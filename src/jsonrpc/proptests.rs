@@ -266,13 +266,9 @@ fn model_message(value: &Value) -> Option<Message> {
     if let Some(result) = object.get("result") {
         return Some(Message::result(read_id(object.get("id")?)?, result.clone()));
     }
-    // "error": an object with an integer code and a string message. The parser also takes
-    // serde's positional form `[code, message, data?]` (see `an_error_is_an_object`).
+    // "error": an object with an integer code and a string message.
     let (code, message, data) = match object.get("error")? {
         Value::Object(error) => (error.get("code")?, error.get("message")?, error.get("data")),
-        Value::Array(error) if (2..=3).contains(&error.len()) => {
-            (&error[0], &error[1], error.get(2))
-        }
         _ => return None,
     };
     let code = i32::try_from(code.as_i64()?).ok()?;
@@ -409,11 +405,10 @@ proptest! {
     }
 }
 
-/// A double read from a message is sent on with the same bits. Fails while serde_json is built
-/// without its `float_roundtrip` feature: `-2.248899623710803e269` comes back as
-/// `-2.2488996237108028e269`, so a proxied tool argument changes in its last digit.
+/// A double read from a message is sent on with the same bits (serde_json's `float_roundtrip`:
+/// without it `-2.248899623710803e269` came back as `-2.2488996237108028e269`, so a proxied tool
+/// argument changed in its last digit).
 #[test]
-#[ignore = "serde_json float_roundtrip is off: reported in issue 9"]
 fn doubles_survive_a_round_trip_bit_for_bit() {
     let sent = Message::result(Id::Number(1), json!(-2.248899623710803e269));
     assert_eq!(Payload::parse(&sent.to_bytes()), Ok(Payload::Single(sent)));
@@ -442,10 +437,9 @@ fn a_null_method_is_a_shape_error() {
     }
 }
 
-/// JSON-RPC 2.0: "error" MUST be an object. The parser takes serde's positional form of
-/// `ErrorObject` too: `{"jsonrpc":"2.0","id":1,"error":[-32000,"m"]}` is an error response.
+/// JSON-RPC 2.0: "error" MUST be an object; serde's positional form of `ErrorObject`
+/// (`"error":[-32000,"m"]`) is a shape error on both paths.
 #[test]
-#[ignore = "lenient: the positional error form is accepted; reported in issue 9"]
 fn an_error_is_an_object() {
     let parsed = Payload::parse(br#"{"jsonrpc":"2.0","id":1,"error":[-32000,"m"]}"#);
     assert!(matches!(parsed, Err(ParseError::Shape(_))), "{parsed:?}");
