@@ -259,6 +259,12 @@ impl<M: MakeMcpService> McpStack<M> {
         self
     }
 
+    /// See [`SessionLayer::handshake_timeout`].
+    pub fn session_handshake_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.session = self.session.handshake_timeout(timeout);
+        self
+    }
+
     /// See [`SessionLayer::max_sessions`].
     pub fn max_sessions(mut self, max: impl Into<Option<usize>>) -> Self {
         self.session = self.session.max_sessions(max);
@@ -304,7 +310,10 @@ impl<M: MakeMcpService> McpStack<M> {
             Some(paths) => LegacySseLayer::new(endpoint.clone())
                 .sse_path(paths.sse.clone())
                 .messages_path(paths.messages.clone())
-                .keep_alive(keep_alive),
+                .keep_alive(keep_alive)
+                // One session cap for both transports, and the same handshake deadline.
+                .session_limit(sessions.limit().clone())
+                .handshake_timeout(sessions.handshake_timeout()),
             None => LegacySseLayer::disabled(endpoint.clone()),
         };
         let inner = ServiceBuilder::new()
