@@ -622,3 +622,91 @@ async fn cancelling_a_task_drops_its_handler_after_a_streamed_start() {
     })
     .await;
 }
+
+/// Reads a streaming SSE body into `text` until it has carried `n` JSON-RPC messages in all.
+async fn read_messages(
+    body: &mut hyper::body::Incoming,
+    text: &mut String,
+    n: usize,
+) -> Vec<Value> {
+    loop {
+        let messages = sse_messages(text);
+        if messages.len() >= n {
+            return messages;
+        }
+        let frame = try_next_frame(body, TIMEOUT)
+            .await
+            .unwrap_or_else(|()| panic!("no message within {TIMEOUT:?}; so far: {text}"))
+            .expect("the stream ended early");
+        text.push_str(std::str::from_utf8(&frame).expect("utf-8"));
+    }
+}
+
+#[tokio::test]
+async fn listen_streams_carry_status_notifications_of_the_tasks_asked_for() {
+    let server = spawn(stack()).await;
+    let created = call_tool(
+        &server.url,
+        None,
+        &with_tasks(),
+        "confirm_delete",
+        json!({ "filename": "a.txt" }),
+    )
+    .await;
+    let task_id = created["taskId"].as_str().unwrap().to_owned();
+    wait_for(&server.url, None, &task_id, |t| {
+        t["status"] == "input_required"
+    })
+    .await;
+
+    let listen = |caps: Value| {
+        let body = json!({ "jsonrpc": "2.0", "id": "sub", "method": "subscriptions/listen", "params": {
+            "notifications": { "taskIds": [task_id.clone()] },
+            "_meta": { META_PROTOCOL_VERSION: MODERN, META_CLIENT_CAPABILITIES: caps },
+        }});
+        let headers = [
+            JSON,
+            ACCEPT_BOTH,
+            ("mcp-protocol-version", MODERN),
+            ("mcp-method", "subscriptions/listen"),
+        ];
+        let url = server.url.clone();
+        async move { open(http::Method::POST, &url, &headers, body.to_string()).await }
+    };
+    // Task notifications need the extension.
+    let refused = listen(without_tasks()).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+
+    let mut stream = listen(with_tasks()).await.into_body();
+    let mut text = String::new();
+    let ack = read_messages(&mut stream, &mut text, 1).await;
+    assert_eq!(ack[0]["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        ack[0]["params"]["notifications"]["taskIds"],
+        json!([task_id])
+    );
+
+    let answer = json!({ "action": "accept", "content": { "confirm": true } });
+    task_rpc(
+        &server.url,
+        None,
+        "tasks/update",
+        json!({ "taskId": task_id, "inputResponses": { "confirm": answer } }),
+    )
+    .await;
+    let messages = read_messages(&mut stream, &mut text, 3).await;
+    let statuses: Vec<&str> = messages[1..]
+        .iter()
+        .map(|m| {
+            assert_eq!(m["method"], "notifications/tasks", "{m}");
+            assert_eq!(m["params"]["taskId"], task_id.as_str());
+            assert_eq!(
+                m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+                "sub"
+            );
+            m["params"]["status"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, ["working", "completed"]);
+    assert_eq!(text_of(&messages[2]["params"]["result"]), "Deleted a.txt");
+}

@@ -404,6 +404,17 @@ pub(super) async fn run<M: MakeMcpService>(
         }
         "subscriptions/listen" => {
             let requested = request.params.as_ref().and_then(|p| p.get("notifications"));
+            let wants_tasks = requested
+                .and_then(|r| r.get("taskIds"))
+                .and_then(Value::as_array)
+                .is_some_and(|ids| !ids.is_empty());
+            if wants_tasks
+                && crate::tasks::declared(&discovery.capabilities)
+                && !crate::tasks::declared(&meta.client_capabilities)
+            {
+                let e = crate::tasks::tasks_required();
+                return reject(TransportErrorKind::MissingCapability, &id, e);
+            }
             return match shared
                 .hub
                 .open(principal, &id, requested, &discovery.capabilities)
