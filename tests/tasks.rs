@@ -539,9 +539,20 @@ impl McpService for Endless {
                 "capabilities": { "tools": {} },
                 "serverInfo": { "name": "endless", "version": "1" },
             })),
-            "tools/list" => Ok(json!({ "tools": [{
-                "name": "endless", "inputSchema": { "type": "object" },
-            }]})),
+            "tools/list" => Ok(json!({ "tools": [
+                { "name": "endless", "inputSchema": { "type": "object" } },
+                { "name": "instant", "inputSchema": { "type": "object" } },
+            ]})),
+            // Becomes a task and ends in the same poll.
+            "tools/call"
+                if request
+                    .params
+                    .as_ref()
+                    .is_some_and(|p| p["name"] == "instant") =>
+            {
+                cx.run_as_task(TaskSupport::Optional).await?;
+                Ok(json!({ "content": [{ "type": "text", "text": "instant" }] }))
+            }
             "tools/call" => {
                 self.called.store(true, Ordering::SeqCst);
                 let _guard = SetOnDrop(self.dropped.clone());
@@ -709,4 +720,25 @@ async fn listen_streams_carry_status_notifications_of_the_tasks_asked_for() {
         .collect();
     assert_eq!(statuses, ["working", "completed"]);
     assert_eq!(text_of(&messages[2]["params"]["result"]), "Deleted a.txt");
+}
+
+#[tokio::test]
+async fn a_handler_that_ends_as_it_becomes_a_task_answers_with_the_finished_task() {
+    let make = |_: &SessionContext<'_>| Endless {
+        dropped: Arc::new(AtomicBool::new(false)),
+        closed: Arc::new(AtomicBool::new(false)),
+        called: AtomicBool::new(false),
+    };
+    // One running task at most: a task left behind as running would turn the second call
+    // into an in-line one.
+    let stack = McpStack::new(make).tasks(Tasks::default().max_running(1));
+    let server = serve(stack.endpoint_path("/mcp").into_service()).await;
+    for _ in 0..2 {
+        let created = call_tool(&server.url, None, &with_tasks(), "instant", json!({})).await;
+        assert_eq!(created["resultType"], "task", "{created}");
+        assert_eq!(created["status"], "completed", "{created}");
+        let task_id = created["taskId"].as_str().unwrap();
+        let done = wait_for(&server.url, None, task_id, terminal).await;
+        assert_eq!(text_of(&done["result"]), "instant");
+    }
 }

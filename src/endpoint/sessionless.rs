@@ -563,6 +563,11 @@ pub(super) async fn run<M: MakeMcpService>(
             service.close().await;
             // Notifications sent before the answer go first, on a stream.
             let events = drain(&mut rx);
+            // It became a task and ended within one poll: the task has the outcome.
+            if let Some(task) = announced(&mut signal) {
+                settle(&task, outcome, runtime.as_deref()).await;
+                return answer_with(events, created(task.snapshot().await));
+            }
             let answer = finish(outcome);
             if events.is_empty() {
                 return answer.into_response();
@@ -573,15 +578,43 @@ pub(super) async fn run<M: MakeMcpService>(
             let (out, out_rx) = mpsc::channel(STREAM_CAPACITY);
             let _ = out.try_send(first);
             tokio::spawn(async move {
-                let task = stream(&mut handling, rx, &out, finish, &mut signal, created).await;
+                let (rt, signal) = (runtime.as_deref(), &mut signal);
+                let task = stream(&mut handling, rx, &out, finish, signal, created, rt).await;
                 drop(out);
-                match task {
-                    Some(task) => run_task(handling, task, runtime, service).await,
-                    None => service.close().await,
+                if let Some(task) = task {
+                    return run_task(handling, task, runtime, service).await;
                 }
+                // A task its client left before hearing of it ends with the handler.
+                if let Some(task) = announced(signal) {
+                    let e = ErrorObject::new(ErrorCode::INTERNAL_ERROR, "the client left");
+                    settle(&task, Err(e), runtime.as_deref()).await;
+                }
+                service.close().await;
             });
             respond(StatusCode::OK, Some(Outgoing::Stream(MessageStream::new(out_rx))))
         }
+    }
+}
+
+/// The task the handler became, if it signalled one that was not taken yet.
+fn announced(signal: &mut Fuse<oneshot::Receiver<Arc<LiveTask>>>) -> Option<Arc<LiveTask>> {
+    signal.now_or_never().and_then(Result::ok)
+}
+
+/// Records a task handler's outcome and forgets the running task.
+async fn settle(
+    task: &LiveTask,
+    outcome: Result<Value, ErrorObject>,
+    runtime: Option<&TaskRuntime>,
+) {
+    let outcome = match outcome {
+        // `ask` inside a task waits for `tasks/update` instead of ending a round.
+        Err(e) if is_input_required(&e) => Err(ErrorObject::internal()),
+        outcome => outcome,
+    };
+    task.finish(outcome).await;
+    if let Some(runtime) = runtime {
+        runtime.finished(task.task_id());
     }
 }
 
@@ -679,13 +712,8 @@ async fn run_task<S: McpService>(
         () = task.cancelled() => {
             tracing::debug!(task = %task.task_id(), "task cancelled: its handler is dropped");
         }
-        outcome = handling => {
-            let outcome = match outcome {
-                Err(e) if is_input_required(&e) => Err(ErrorObject::internal()),
-                outcome => outcome,
-            };
-            task.finish(outcome).await;
-        }
+        // The running task is forgotten below, after the server is closed.
+        outcome = handling => settle(&task, outcome, None).await,
         () = tokio::time::sleep(remaining) => {
             let e = ErrorObject::new(ErrorCode::INTERNAL_ERROR, "the task outlived its ttlMs");
             task.finish(Err(e)).await;
@@ -707,6 +735,7 @@ async fn stream<F>(
     finish: impl FnOnce(Result<Value, ErrorObject>) -> Answer,
     signal: &mut Fuse<oneshot::Receiver<Arc<LiveTask>>>,
     created: impl FnOnce(TaskRecord) -> Message,
+    runtime: Option<&TaskRuntime>,
 ) -> Option<Arc<LiveTask>>
 where
     F: Future<Output = Result<Value, ErrorObject>>,
@@ -741,6 +770,14 @@ where
             }
         }
     };
+    // It became a task and ended within one poll: the task has the outcome.
+    if let Some(task) = announced(signal) {
+        settle(&task, outcome, runtime).await;
+        let _ = out
+            .send(StreamEvent::Message(created(task.snapshot().await)))
+            .await;
+        return None;
+    }
     let answer = finish(outcome).into_message();
     let _ = out.send(StreamEvent::Message(answer)).await;
     None
