@@ -4,7 +4,9 @@
 //!
 //! - allowed request headers: `Content-Type`, `Authorization`, `Accept`, `Mcp-Session-Id`,
 //!   `MCP-Protocol-Version`, `Last-Event-ID`, `X-API-Key`, `Mcp-Method`, `Mcp-Name` (plus any
-//!   added with [`McpCors::allow_header`]);
+//!   added with [`McpCors::allow_header`]), and every `Mcp-Param-*` name a preflight asks for
+//!   (2026-07-28 tools name their own; CORS has no prefix wildcard, so those names are
+//!   reflected from `Access-Control-Request-Headers`, and only those);
 //! - exposed response headers: `Mcp-Session-Id`, `MCP-Protocol-Version`, `WWW-Authenticate`;
 //! - methods `GET`, `POST`, `DELETE`, `OPTIONS`;
 //! - origins: loopback on any port by default (as [`OriginLayer`](crate::origin::OriginLayer)),
@@ -43,10 +45,13 @@
 //! ```
 
 use crate::origin::{is_loopback_origin, normalize_origin};
-use http::{HeaderName, HeaderValue, Method, header};
+use crate::routing_headers::MCP_PARAM_PREFIX;
+use http::{HeaderName, HeaderValue, Method, Request, header};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower::{Layer, Service};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer};
 
 /// The request headers MCP clients send.
 pub const ALLOWED_HEADERS: [&str; 9] = [
@@ -134,16 +139,26 @@ impl McpCors {
         self
     }
 
-    /// The tower-http layer.
-    pub fn layer(self) -> CorsLayer {
-        let headers = ALLOWED_HEADERS
+    /// The layer: tower-http's [`CorsLayer`] with this policy, behind a filter that lets
+    /// preflights ask for `Mcp-Param-*` headers.
+    pub fn layer(self) -> McpCorsLayer {
+        let allowed: Arc<[HeaderName]> = ALLOWED_HEADERS
             .iter()
             .map(|h| HeaderName::from_static(h))
-            .chain(self.extra_headers);
+            .chain(self.extra_headers.iter().cloned())
+            .collect();
+        McpCorsLayer {
+            cors: self.cors_layer(),
+            allowed,
+        }
+    }
+
+    fn cors_layer(self) -> CorsLayer {
         let exposed = EXPOSED_HEADERS.map(HeaderName::from_static);
+        // The request-headers list is filtered by `McpCorsService` before it is mirrored.
         let mut layer = CorsLayer::new()
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers(headers.collect::<Vec<_>>())
+            .allow_headers(AllowHeaders::mirror_request())
             .expose_headers(exposed)
             .vary([header::ORIGIN]);
         if let Some(max_age) = self.max_age {
@@ -164,6 +179,84 @@ impl McpCors {
         layer
             .allow_origin(allow)
             .allow_credentials(self.credentials)
+    }
+}
+
+/// The layer made by [`McpCors::layer`].
+#[derive(Clone, Debug)]
+pub struct McpCorsLayer {
+    cors: CorsLayer,
+    allowed: Arc<[HeaderName]>,
+}
+
+impl<S> Layer<S> for McpCorsLayer {
+    type Service = McpCorsService<Cors<S>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        McpCorsService {
+            inner: self.cors.layer(inner),
+            allowed: self.allowed.clone(),
+        }
+    }
+}
+
+/// The service made by [`McpCorsLayer`]: rewrites a preflight's `Access-Control-Request-Headers`
+/// to the allowed headers plus the `Mcp-Param-*` names it asked for, which tower-http's CORS
+/// then mirrors.
+#[derive(Clone, Debug)]
+pub struct McpCorsService<S> {
+    inner: S,
+    allowed: Arc<[HeaderName]>,
+}
+
+impl<S> McpCorsService<S> {
+    crate::macros::define_inner_service_accessors!();
+}
+
+/// The allowed list, plus the `Mcp-Param-*` names among `requested`.
+fn allowed_request_headers(allowed: &[HeaderName], requested: &[&HeaderValue]) -> HeaderValue {
+    let mut names: Vec<&str> = allowed.iter().map(HeaderName::as_str).collect();
+    let params: Vec<String> = requested
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| {
+            name.len() > MCP_PARAM_PREFIX.len()
+                && name.starts_with(MCP_PARAM_PREFIX)
+                && HeaderName::from_bytes(name.as_bytes()).is_ok()
+        })
+        .take(64)
+        .collect();
+    names.extend(params.iter().map(String::as_str));
+    // Header names are visible ASCII joined by commas: always a valid value.
+    HeaderValue::from_str(&names.join(",")).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+impl<S, B> Service<Request<B>> for McpCorsService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if req.method() == Method::OPTIONS {
+            let requested: Vec<&HeaderValue> = req
+                .headers()
+                .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .iter()
+                .collect();
+            let value = allowed_request_headers(&self.allowed, &requested);
+            req.headers_mut()
+                .insert(header::ACCESS_CONTROL_REQUEST_HEADERS, value);
+        }
+        self.inner.call(req)
     }
 }
 
@@ -254,6 +347,30 @@ mod tests {
             r.headers()
                 .get("access-control-allow-credentials")
                 .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn mcp_param_headers_a_preflight_asks_for_are_allowed_and_nothing_else() {
+        let req = Request::options("/mcp")
+            .header("origin", "http://127.0.0.1:3000")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "mcp-method, Mcp-Param-Region, x-evil, mcp-param-",
+            )
+            .body(())
+            .unwrap();
+        let r = call(McpCors::new(), req).await;
+        let allowed = r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(allowed.contains("mcp-param-region"), "{allowed}");
+        assert!(allowed.contains("mcp-method"), "{allowed}");
+        assert!(!allowed.contains("x-evil"), "{allowed}");
+        assert!(
+            !allowed.split(',').any(|h| h.trim() == "mcp-param-"),
+            "{allowed}"
         );
     }
 

@@ -119,13 +119,23 @@ fn claim(params: Option<&Value>) -> Option<&Value> {
     params?.get("_meta")?.get(META_PROTOCOL_VERSION)
 }
 
-/// `true` when the `MCP-Protocol-Version` header names 2026-07-28 or later (string order, as the
-/// revisions are dates).
+/// `true` when the `MCP-Protocol-Version` header names a revision of 2026-07-28 or later.
+/// Revisions are `YYYY-MM-DD` dates, so string order is date order; anything else (`latest`) is
+/// no hint at all and stays with the session layer, which refuses unknown revisions.
 fn modern_header(headers: &HeaderMap) -> bool {
-    headers
+    let Some(value) = headers
         .get(MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() >= ProtocolVersion::V2026_07_28.as_str())
+    else {
+        return false;
+    };
+    let value = value.trim();
+    let is_date = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    is_date && value >= ProtocolVersion::V2026_07_28.as_str()
 }
 
 /// Decides the era of a request from its method, headers and parsed body (reference: the TS SDK's
@@ -366,6 +376,15 @@ mod tests {
         assert_eq!(
             classify(&post, &headers(Some("2026-07-28")), Some(&plain)),
             Ok(Era::Modern)
+        );
+        assert_eq!(
+            classify(&post, &headers(Some("2027-01-01")), Some(&plain)),
+            Ok(Era::Modern)
+        );
+        // Not a revision: no hint.
+        assert_eq!(
+            classify(&post, &headers(Some("latest")), Some(&plain)),
+            Ok(Era::Legacy)
         );
         // Never on GET or DELETE, and never for a posted response.
         assert_eq!(

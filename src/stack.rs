@@ -1,21 +1,28 @@
 //! [`McpStack`]: the standard Streamable HTTP stack in one expression.
 //!
-//! From the outside in:
+//! From the outside in (one request's path):
 //!
-//! 1. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
-//! 2. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
-//! 3. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
-//! 4. [`JsonRpcBodyLayer`] parses the POST body once.
-//! 5. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
-//!    unless [`McpStack::legacy_sse`] turns it on).
-//! 6. [`SessionLayer`] routes by `Mcp-Session-Id`.
-//! 7. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
-//!    standalone GET stream.
-//! 8. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
-//!
-//! Outermost of all, tower-http's CORS layer ([`McpCors`] preset) answers preflights, and a small
-//! router answers `GET /ping` and 404 for unknown paths (with [`McpStack::endpoint_path`]).
-//! Authentication goes between CORS and the error layer.
+//! 1. tower-http's CORS ([`McpCors`] preset) answers preflights; the RFC 9728 metadata document
+//!    (with [`McpStack::protected_resource`]) is served ahead of it with its own open CORS.
+//! 2. A small router answers `GET /ping` and 404 for unknown paths (with
+//!    [`McpStack::endpoint_path`]), and marks a session busy while its request is read.
+//! 3. [`ChallengeLayer`] adds `WWW-Authenticate` to 401/403 rejections.
+//! 4. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
+//! 5. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
+//! 6. [`AuthLayer`] (with [`McpStack::authenticate`]) finds the [`Principal`](crate::Principal),
+//!    before any body is read.
+//! 7. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
+//! 8. [`JsonRpcBodyLayer`] parses the POST body once.
+//! 9. [`ScopeLayer`] checks required and per-tool scopes (403 step-up).
+//! 10. [`RoutingHeadersLayer`] checks 2026-07-28 routing headers against the body.
+//! 11. [`ModernLayer`] decides the era and validates 2026-07-28 `_meta`; those requests skip
+//!     the session layer (off with [`McpStack::modern`]).
+//! 12. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
+//!     unless [`McpStack::legacy_sse`] turns it on).
+//! 13. [`SessionLayer`] routes by `Mcp-Session-Id`.
+//! 14. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
+//!     standalone GET stream.
+//! 15. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
 //!
 //! # Example
 //!
@@ -41,7 +48,7 @@ use crate::auth::{
     Auth, AuthLayer, Authenticator, BoxAuthenticator, Challenge, ChallengeLayer, MetadataService,
     ProtectedResourceMetadata, Scope, ScopeLayer, ScopePolicy,
 };
-use crate::cors::McpCors;
+use crate::cors::{McpCors, McpCorsService};
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
@@ -90,6 +97,7 @@ pub struct McpStack<M> {
     scopes: ScopePolicy,
     modern: bool,
     request_state_key: Option<[u8; 32]>,
+    request_state_ttl: Option<Duration>,
     max_listeners: Option<usize>,
     tasks: Option<Option<Tasks>>,
 }
@@ -121,6 +129,7 @@ impl<M: MakeMcpService> McpStack<M> {
             scopes: ScopePolicy::new(),
             modern: true,
             request_state_key: None,
+            request_state_ttl: None,
             max_listeners: None,
             tasks: None,
         }
@@ -138,6 +147,13 @@ impl<M: MakeMcpService> McpStack<M> {
     /// every instance behind one load balancer the same key; see [`crate::input`].
     pub fn request_state_key(mut self, key: [u8; 32]) -> Self {
         self.request_state_key = Some(key);
+        self
+    }
+
+    /// How long a sealed 2026-07-28 `requestState` stays valid (default 10 min, whole seconds);
+    /// see [`crate::input`].
+    pub fn request_state_ttl(mut self, ttl: Duration) -> Self {
+        self.request_state_ttl = Some(ttl);
         self
     }
 
@@ -286,6 +302,10 @@ impl<M: MakeMcpService> McpStack<M> {
         if let Some(key) = self.request_state_key {
             endpoint = endpoint.request_state_key(key);
         }
+        // After the key, which replaces the sealer.
+        if let Some(ttl) = self.request_state_ttl {
+            endpoint = endpoint.request_state_ttl(ttl);
+        }
         if let Some(max) = self.max_listeners {
             endpoint = endpoint.max_listeners(max);
         }
@@ -348,7 +368,7 @@ type Inner<M> = Challenge<
 
 /// The composed stack made by [`McpStack::into_service`].
 pub struct McpHttpService<M> {
-    inner: Cors<Routes<M>>,
+    inner: McpCorsService<Cors<Routes<M>>>,
 }
 
 /// Answers `/ping` and unknown paths, and marks sessions busy, in front of the stack.
@@ -389,7 +409,7 @@ impl<M> Clone for McpHttpService<M> {
 
 impl<M> std::fmt::Debug for McpHttpService<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let routes = self.inner.get_ref();
+        let routes = self.inner.get_ref().get_ref();
         f.debug_struct("McpHttpService")
             .field("endpoint_path", &routes.endpoint_path)
             .field("sessions", &routes.sessions.len())
@@ -400,18 +420,18 @@ impl<M> std::fmt::Debug for McpHttpService<M> {
 impl<M: MakeMcpService> McpHttpService<M> {
     /// The Streamable HTTP session table (for graceful shutdown: [`SessionRegistry::close_all`]).
     pub fn sessions(&self) -> &Arc<SessionRegistry> {
-        &self.inner.get_ref().sessions
+        &self.inner.get_ref().get_ref().sessions
     }
 
     /// The open 2026-07-28 `subscriptions/listen` streams (for graceful shutdown:
     /// [`ListenHub::close_all`]).
     pub fn listeners(&self) -> &Arc<ListenHub> {
-        &self.inner.get_ref().listeners
+        &self.inner.get_ref().get_ref().listeners
     }
 
     /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
     pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
-        self.inner.get_ref().legacy.sessions()
+        self.inner.get_ref().get_ref().legacy.sessions()
     }
 }
 
@@ -456,7 +476,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The metadata document has its own CORS (any origin, preflights answered), so it is
         // served ahead of the stack's CORS policy.
-        let metadata = self.inner.get_ref().metadata.as_ref();
+        let metadata = self.inner.get_ref().get_ref().metadata.as_ref();
         if let Some(document) = metadata.and_then(|m| m.respond_to(&req)) {
             return ResponseFuture::ready(document.map(StackBody::full));
         }

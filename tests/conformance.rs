@@ -1,5 +1,7 @@
 //! The official MCP conformance suite (`@modelcontextprotocol/conformance`) run against the real
-//! `mcp-proxy` binary, which serves the suite's "everything" fixture at `/mcp`.
+//! `mcp-proxy` binary, which serves the suite's "everything" fixture at `/mcp`, on the 2025
+//! wires (0.1.16 `--suite all`, 0.2.0-alpha.12 `--requirements 2025-11-25`) and the 2026-07-28
+//! wire (0.2.0-alpha.12 `--requirements 2026-07-28`), all against one server.
 //!
 //! Two suite versions are pinned in `tests/conformance/package.json` (npm aliases
 //! `conformance-0-1` = 0.1.16 and `conformance-0-2` = 0.2.0-alpha.12), together with the
@@ -57,6 +59,15 @@ const SUITE_0_2: Suite = Suite {
     version: "0.2.0-alpha.12",
     entry: "dist/index.js",
     args: &["--requirements", "2025-11-25"],
+};
+
+/// The 2026-07-28 wire: every required scenario, plus the unscored ones it runs (routing-header
+/// validation, JSON Schema 2020-12, the tasks extension), all at 0 failed.
+const SUITE_0_2_MODERN: Suite = Suite {
+    alias: "conformance-0-2",
+    version: "0.2.0-alpha.12",
+    entry: "dist/index.js",
+    args: &["--requirements", "2026-07-28"],
 };
 
 /// The Node 22 binary shipped by the `node` npm package.
@@ -323,4 +334,9 @@ fn conformance_0_1_16_suite_all() {
 #[test]
 fn conformance_0_2_0_alpha_12_requirements_2025_11_25() {
     conformance(&SUITE_0_2);
+}
+
+#[test]
+fn conformance_0_2_0_alpha_12_requirements_2026_07_28() {
+    conformance(&SUITE_0_2_MODERN);
 }

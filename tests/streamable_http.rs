@@ -396,7 +396,7 @@ async fn unknown_session_is_404_for_post_get_and_delete() {
 async fn unsupported_protocol_version_is_400_listing_supported_versions() {
     let server = spawn(stack()).await;
     let session = initialize(&server.url, LATEST).await;
-    for bad in ["1999-01-01", "2026-07-28", "2024-11-05", "latest"] {
+    for bad in ["1999-01-01", "2024-11-05", "latest"] {
         let (status, h, body) = call(
             &server.url,
             &session,
@@ -413,6 +413,33 @@ async fn unsupported_protocol_version_is_400_listing_supported_versions() {
             "{message}"
         );
     }
+    // A 2026-07-28 header makes a claim-less POST a (malformed) 2026-07-28 request, whatever
+    // its session id says: 400 -32602 for the missing `_meta`.
+    let modern = [
+        ACCEPT_BOTH,
+        JSON,
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "ping"),
+    ];
+    let (status, h, body) = post(&server.url, &modern, &request_body(5, "ping", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_rpc_error(&h, &body, -32602, json!(5));
+    // Without 2026-07-28 it is an unknown revision like any other: -32000, never -32022 (which
+    // dual-era clients read as "modern server").
+    let legacy_only = spawn(stack().modern(false)).await;
+    let old = initialize(&legacy_only.url, LATEST).await;
+    let (status, h, body) = call(
+        &legacy_only.url,
+        &old,
+        "2026-07-28",
+        &request_body(5, "ping", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_rpc_error(&h, &body, -32000, json!(5));
+    assert!(message.contains("2026-07-28"), "{message}");
+
     // GET and DELETE check it too.
     let headers = [
         ACCEPT_SSE,
@@ -1204,6 +1231,35 @@ async fn read_until(body: &mut hyper::body::Incoming, wanted: impl Fn(&Value) ->
             }
         }
     }
+}
+
+#[tokio::test]
+async fn no_input_request_goes_to_a_client_that_did_not_declare_the_capability() {
+    let server = spawn(stack()).await;
+    let init = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": LATEST, "capabilities": {}, "clientInfo": { "name": "bare", "version": "0" } },
+    });
+    let (status, headers, body) = post(&server.url, &[ACCEPT_BOTH, JSON], &init.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = header(&headers, "mcp-session-id").to_owned();
+    let body = request_body(
+        4,
+        "tools/call",
+        json!({ "name": "test_sampling", "arguments": { "prompt": "say hi" } }),
+    );
+    let (status, h, body) = call(&server.url, &session, LATEST, &body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The answer comes at once, with no sampling request before it.
+    let messages = sse_messages(&body);
+    assert_eq!(messages.len(), 1, "{body}");
+    let text = messages[0]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        text.contains("Missing required client capability: sampling"),
+        "{h:?} {body}"
+    );
 }
 
 #[tokio::test]

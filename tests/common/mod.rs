@@ -225,7 +225,8 @@ pub fn initialize_body(id: i64, version: &str) -> String {
         "method": "initialize",
         "params": {
             "protocolVersion": version,
-            "capabilities": {},
+            // A client that can answer the server's input requests.
+            "capabilities": { "sampling": {}, "elicitation": {}, "roots": {} },
             "clientInfo": { "name": "integration-test", "version": "0" },
         },
     })
