@@ -83,6 +83,7 @@ pub mod sse;
 pub mod stack;
 pub mod stdio;
 pub mod subscriptions;
+pub mod tasks;
 
 pub use crate::error::{TransportError, TransportErrorKind};
 pub use crate::principal::Principal;
