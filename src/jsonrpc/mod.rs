@@ -317,7 +317,10 @@ impl Payload {
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
         // Fast path: straight into the envelope's fields, no intermediate tree for it. Anything
         // it refuses goes the exact way below, which tells a syntax error from a wrong shape.
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        let first = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .filter(|_| fast_path_checks_everything(body));
         let fast = match first {
             Some(b'{') => serde_json::from_slice::<Envelope>(body)
                 .ok()
@@ -342,6 +345,8 @@ impl Payload {
     }
 
     /// Parses through a JSON tree, reporting exactly what is wrong.
+    ///
+    /// (The fast path skips the text of members it does not read without checking it.)
     fn parse_exact(body: &[u8]) -> Result<Self, ParseError> {
         let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::Syntax)?;
         match value {
@@ -397,6 +402,28 @@ impl Payload {
             _ => None,
         })
     }
+}
+
+/// `true` when the fast path, which skips unknown members unchecked, cannot accept a body the
+/// exact path would refuse: the body is UTF-8 and has no `\uD800`-`\uDFFF` escape (a lone
+/// surrogate is no character; pairs, which are fine, are rare enough to take the exact path).
+fn fast_path_checks_everything(body: &[u8]) -> bool {
+    if std::str::from_utf8(body).is_err() {
+        return false;
+    }
+    let mut rest = body;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let escape = &rest[at..];
+        if let [_, b'u', d, hex, ..] = escape
+            && d.eq_ignore_ascii_case(&b'd')
+            && matches!(hex.to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+        {
+            return false;
+        }
+        // Skip the escaped character too (so `\\u` is not read as an escape).
+        rest = rest.get(at + 2..).unwrap_or_default();
+    }
+    true
 }
 
 /// A JSON-RPC message's members, read without building a tree for the envelope.
