@@ -37,6 +37,7 @@ const ACCEPT: &str = "application/json, text/event-stream";
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcp-tower-http-bench","version":"0.0.0"}}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 const TOOLS_CALL_ECHO: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"text":"hello from the benchmark"},"name":"echo"}}"#;
+const TOOLS_CALL_ECHO_MODERN: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"text":"hello from the benchmark"},"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"mcp-tower-http-bench","version":"0.0.0"}}}}"#;
 const TOOLS_CALL_RESULT: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"hello from the benchmark","type":"text"}]}}"#;
 
 fn runtime() -> Runtime {
@@ -44,6 +45,20 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// A 2026-07-28 `tools/call` as a client sends it: routing headers, `_meta`, no session.
+fn post_modern() -> Request<Full<Bytes>> {
+    Request::post("/mcp")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, ACCEPT)
+        .header(MCP_PROTOCOL_VERSION, "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .body(Full::new(Bytes::from_static(
+            TOOLS_CALL_ECHO_MODERN.as_bytes(),
+        )))
+        .expect("request")
 }
 
 /// A POST as an MCP client sends it; `session` adds `Mcp-Session-Id`.
@@ -207,6 +222,25 @@ fn stack(c: &mut Criterion) {
     group.bench_function("stateless/tools_call_echo", |b| {
         b.to_async(&rt)
             .iter(|| roundtrip(&stateless, post(TOOLS_CALL_ECHO, None)));
+    });
+
+    // 2026-07-28 on the default dual-era stack: per-request `_meta`, routing headers, a fresh
+    // server per request, a JSON answer stamped with resultType and serverInfo. The budget is
+    // `stateless/tools_call_echo` + 10%.
+    let modern = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new()).into_service();
+    rt.block_on(async {
+        let (headers, body) = checked(&modern, post_modern(), StatusCode::OK).await;
+        assert_eq!(
+            headers[http::header::CONTENT_TYPE],
+            "application/json; charset=utf-8"
+        );
+        assert_echo(&body);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(r#""resultType":"complete""#), "{text}");
+        assert!(headers.get(MCP_SESSION_ID).is_none());
+    });
+    group.bench_function("modern/tools_call_echo", |b| {
+        b.to_async(&rt).iter(|| roundtrip(&modern, post_modern()));
     });
 
     // A whole session per iteration: initialize, one tools/call, DELETE.

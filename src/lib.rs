@@ -5,20 +5,27 @@
 //! answers. This crate serves it as independent tower layers around an [`McpService`], so a host
 //! can take the whole stack ([`McpStack`]) or one layer alone, in axum or bare hyper.
 //!
+//! One endpoint serves the session revisions (2025-03-26, 2025-06-18, 2025-11-25) and the
+//! sessionless 2026-07-28 side by side ([`modern`]): the same [`McpService`] answers both, and
+//! asks the client for input with [`RequestContext::ask`] in either ([`input`]).
+//!
 //! | module | layer | concern |
 //! |---|---|---|
 //! | [`error_map`] | [`JsonRpcErrorLayer`](error_map::JsonRpcErrorLayer) | typed rejections → HTTP status + JSON-RPC error body |
 //! | [`origin`] | [`OriginLayer`](origin::OriginLayer) | DNS-rebinding protection: `Origin` (and `Host`) validation, 403 |
 //! | [`jsonrpc_body`] | [`JsonRpcBodyLayer`](jsonrpc_body::JsonRpcBodyLayer) | read and parse the body once (415, 400 `-32700`/`-32600`, 413) |
+//! | [`routing_headers`] | [`RoutingHeadersLayer`](routing_headers::RoutingHeadersLayer) | 2026-07-28 `MCP-Protocol-Version`/`Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` against the body (400 `-32020`) |
+//! | [`modern`] | [`ModernLayer`](modern::ModernLayer) | era decision; 2026-07-28 `_meta` (400 `-32602`, `-32022`) |
 //! | [`session`] | [`SessionLayer`](session::SessionLayer) | `Mcp-Session-Id`, DELETE, idle expiry, limits, protocol version |
 //! | [`sse`] | [`SseLayer`](sse::SseLayer) | SSE or JSON framing, priming, keep-alive, standalone GET stream |
 //! | [`legacy_sse`] | [`LegacySseLayer`](legacy_sse::LegacySseLayer) | the 2024-11-05 HTTP+SSE transport: `GET /sse` + `POST /messages?sessionId=` |
 //! | [`stdio`] | [`StdioCommand`](stdio::StdioCommand) (a `MakeMcpService`) | a stdio MCP server per session, relayed both ways |
-//! | [`endpoint`] | [`McpEndpoint`](endpoint::McpEndpoint) (service) | POST rules, 202, dispatch to the `McpService` |
+//! | [`endpoint`] | [`McpEndpoint`](endpoint::McpEndpoint) (service) | POST rules, 202, dispatch to the `McpService`; 2026-07-28 `server/discover`, stamps, `input_required`, `subscriptions/listen` ([`subscriptions`]) |
 //!
 //! Layers hand typed values to each other through request and response extensions: the parsed
 //! [`Payload`](jsonrpc::Payload), the [`Session`](session::Session), the negotiated
-//! [`ProtocolVersion`], the [`Principal`] an auth layer found, and [`TransportError`] rejections.
+//! [`ProtocolVersion`], a 2026-07-28 request's [`RequestMeta`](modern::RequestMeta), the
+//! [`Principal`] an auth layer found, and [`TransportError`] rejections.
 //!
 //! # Example: a hyper server
 //!

@@ -4,7 +4,7 @@
 //! need not parse the body. A server that does read the body MUST cross-check them; this layer
 //! does, and a gateway can use it alone (after
 //! [`JsonRpcBodyLayer`](crate::jsonrpc_body::JsonRpcBodyLayer)). Requests of the 2025 eras pass
-//! untouched ([`classify`](crate::modern::classify) decides).
+//! untouched ([`crate::modern::classify`] decides).
 //!
 //! Checked in this order, every failure answered with HTTP 400 and JSON-RPC `-32020` echoing the
 //! request id:
@@ -64,6 +64,7 @@ use crate::error::{TransportError, TransportErrorKind};
 use crate::future::ResponseFuture;
 use crate::jsonrpc::{Message, Payload};
 use crate::modern::{Era, META_PROTOCOL_VERSION, classify};
+use crate::protocol::ProtocolVersion;
 use crate::session::MCP_PROTOCOL_VERSION;
 use base64::Engine;
 use http::{HeaderMap, HeaderName, Request, Response};
@@ -260,7 +261,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         if !self.enabled {
             return ResponseFuture::inner(self.inner.call(req));
         }
@@ -269,9 +270,18 @@ where
         // (classification errors are the era layer's to report).
         if let (Ok(Era::Modern), Some(Payload::Single(Message::Request(request)))) =
             (classify(req.method(), req.headers(), payload), payload)
-            && let Err(e) = check(req.headers(), request, &self.tools)
         {
-            return ResponseFuture::reject(e.with_id(Some(request.id.clone())).into_response());
+            match check(req.headers(), request, &self.tools) {
+                Err(e) => {
+                    return ResponseFuture::reject(
+                        e.with_id(Some(request.id.clone())).into_response(),
+                    );
+                }
+                Ok(Checked::ParamsOfUnknownTool) => {
+                    req.extensions_mut().insert(UncheckedParams);
+                }
+                Ok(Checked::All) => {}
+            }
         }
         ResponseFuture::inner(self.inner.call(req))
     }
@@ -346,11 +356,24 @@ fn expect_header(
     }
 }
 
+/// Placed in the request extensions when a `tools/call` names a tool whose `x-mcp-header`
+/// annotations are not known yet: whoever learns them (the endpoint, after describing the
+/// server) checks the `Mcp-Param-*` headers with [`check_params`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UncheckedParams;
+
+/// What [`check`] could check.
+#[derive(Debug, PartialEq, Eq)]
+enum Checked {
+    All,
+    ParamsOfUnknownTool,
+}
+
 fn check(
     headers: &HeaderMap,
     request: &crate::jsonrpc::Request,
     tools: &ToolHeaders,
-) -> Result<(), TransportError> {
+) -> Result<Checked, TransportError> {
     let params = request.params.as_ref();
     let Some(version) = single(headers, &MCP_PROTOCOL_VERSION)? else {
         return Err(mismatch("MCP-Protocol-Version is required".into()));
@@ -359,11 +382,16 @@ fn check(
         .and_then(|p| p.get("_meta"))
         .and_then(|m| m.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str)
-        && claimed != version
     {
-        return Err(mismatch(
-            "MCP-Protocol-Version does not match the request's _meta protocolVersion".into(),
-        ));
+        if claimed != version {
+            return Err(mismatch(
+                "MCP-Protocol-Version does not match the request's _meta protocolVersion".into(),
+            ));
+        }
+        // An unserved revision is reported (-32022) before the other headers are looked at.
+        if ProtocolVersion::parse_sessionless(claimed).is_none() {
+            return Ok(Checked::All);
+        }
     }
     match single(headers, &MCP_METHOD)? {
         None => return Err(mismatch("Mcp-Method is required".into())),
@@ -377,27 +405,42 @@ fn check(
     let name_field = match request.method.as_str() {
         "tools/call" | "prompts/get" => "name",
         "resources/read" => "uri",
-        _ => return Ok(()),
+        _ => return Ok(Checked::All),
     };
     let name = params
         .and_then(|p| p.get(name_field))
         .unwrap_or(&Value::Null);
     expect_header(headers, &MCP_NAME, name, ParamType::String)?;
     if request.method != "tools/call" {
-        return Ok(());
+        return Ok(Checked::All);
     }
-    let (Some(tool), Some(arguments)) = (name.as_str(), params.and_then(|p| p.get("arguments")))
-    else {
-        return Ok(());
+    match check_params(headers, request, tools)? {
+        true => Ok(Checked::All),
+        false => Ok(Checked::ParamsOfUnknownTool),
+    }
+}
+
+/// Checks the `Mcp-Param-*` headers of a `tools/call` against the tool's annotations in `tools`;
+/// `Ok(false)` when the tool is not known there (nothing checked).
+pub fn check_params(
+    headers: &HeaderMap,
+    request: &crate::jsonrpc::Request,
+    tools: &ToolHeaders,
+) -> Result<bool, TransportError> {
+    let params = request.params.as_ref();
+    let Some(tool) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+        return Ok(true);
     };
     let Some(annotations) = tools.get(tool) else {
-        return Ok(());
+        return Ok(false);
     };
+    let null = Value::Null;
+    let arguments = params.and_then(|p| p.get("arguments")).unwrap_or(&null);
     for param in annotations.iter() {
-        let value = arguments.get(&param.argument).unwrap_or(&Value::Null);
+        let value = arguments.get(&param.argument).unwrap_or(&null);
         expect_header(headers, &param.header, value, param.kind)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -1,21 +1,28 @@
 //! [`McpStack`]: the standard Streamable HTTP stack in one expression.
 //!
-//! From the outside in:
+//! From the outside in (one request's path):
 //!
-//! 1. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
-//! 2. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
-//! 3. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
-//! 4. [`JsonRpcBodyLayer`] parses the POST body once.
-//! 5. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
-//!    unless [`McpStack::legacy_sse`] turns it on).
-//! 6. [`SessionLayer`] routes by `Mcp-Session-Id`.
-//! 7. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
-//!    standalone GET stream.
-//! 8. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
-//!
-//! Outermost of all, tower-http's CORS layer ([`McpCors`] preset) answers preflights, and a small
-//! router answers `GET /ping` and 404 for unknown paths (with [`McpStack::endpoint_path`]).
-//! Authentication goes between CORS and the error layer.
+//! 1. tower-http's CORS ([`McpCors`] preset) answers preflights; the RFC 9728 metadata document
+//!    (with [`McpStack::protected_resource`]) is served ahead of it with its own open CORS.
+//! 2. A small router answers `GET /ping` and 404 for unknown paths (with
+//!    [`McpStack::endpoint_path`]), and marks a session busy while its request is read.
+//! 3. [`ChallengeLayer`] adds `WWW-Authenticate` to 401/403 rejections.
+//! 4. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
+//! 5. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
+//! 6. [`AuthLayer`] (with [`McpStack::authenticate`]) finds the [`Principal`](crate::Principal),
+//!    before any body is read.
+//! 7. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
+//! 8. [`JsonRpcBodyLayer`] parses the POST body once.
+//! 9. [`ScopeLayer`] checks required and per-tool scopes (403 step-up).
+//! 10. [`RoutingHeadersLayer`] checks 2026-07-28 routing headers against the body.
+//! 11. [`ModernLayer`] decides the era and validates 2026-07-28 `_meta`; those requests skip
+//!     the session layer (off with [`McpStack::modern`]).
+//! 12. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
+//!     unless [`McpStack::legacy_sse`] turns it on).
+//! 13. [`SessionLayer`] routes by `Mcp-Session-Id`.
+//! 14. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
+//!     standalone GET stream.
+//! 15. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
 //!
 //! # Example
 //!
@@ -89,6 +96,7 @@ pub struct McpStack<M> {
     scopes: ScopePolicy,
     modern: bool,
     request_state_key: Option<[u8; 32]>,
+    request_state_ttl: Option<Duration>,
     max_listeners: Option<usize>,
 }
 
@@ -119,6 +127,7 @@ impl<M: MakeMcpService> McpStack<M> {
             scopes: ScopePolicy::new(),
             modern: true,
             request_state_key: None,
+            request_state_ttl: None,
             max_listeners: None,
         }
     }
@@ -135,6 +144,13 @@ impl<M: MakeMcpService> McpStack<M> {
     /// every instance behind one load balancer the same key; see [`crate::input`].
     pub fn request_state_key(mut self, key: [u8; 32]) -> Self {
         self.request_state_key = Some(key);
+        self
+    }
+
+    /// How long a sealed 2026-07-28 `requestState` stays valid (default 10 min, whole seconds);
+    /// see [`crate::input`].
+    pub fn request_state_ttl(mut self, ttl: Duration) -> Self {
+        self.request_state_ttl = Some(ttl);
         self
     }
 
@@ -243,6 +259,12 @@ impl<M: MakeMcpService> McpStack<M> {
         self
     }
 
+    /// See [`SessionLayer::handshake_timeout`].
+    pub fn session_handshake_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.session = self.session.handshake_timeout(timeout);
+        self
+    }
+
     /// See [`SessionLayer::max_sessions`].
     pub fn max_sessions(mut self, max: impl Into<Option<usize>>) -> Self {
         self.session = self.session.max_sessions(max);
@@ -275,6 +297,10 @@ impl<M: MakeMcpService> McpStack<M> {
         if let Some(key) = self.request_state_key {
             endpoint = endpoint.request_state_key(key);
         }
+        // After the key, which replaces the sealer.
+        if let Some(ttl) = self.request_state_ttl {
+            endpoint = endpoint.request_state_ttl(ttl);
+        }
         if let Some(max) = self.max_listeners {
             endpoint = endpoint.max_listeners(max);
         }
@@ -284,7 +310,10 @@ impl<M: MakeMcpService> McpStack<M> {
             Some(paths) => LegacySseLayer::new(endpoint.clone())
                 .sse_path(paths.sse.clone())
                 .messages_path(paths.messages.clone())
-                .keep_alive(keep_alive),
+                .keep_alive(keep_alive)
+                // One session cap for both transports, and the same handshake deadline.
+                .session_limit(sessions.limit().clone())
+                .handshake_timeout(sessions.handshake_timeout()),
             None => LegacySseLayer::disabled(endpoint.clone()),
         };
         let inner = ServiceBuilder::new()

@@ -157,6 +157,7 @@ pub trait Authenticator: Send + Sync + 'static {
 /// The audiences a token for `resource` may carry: the resource exactly, plus, for a resource
 /// without a path, the same URL with the root slash (`https://mcp.example.com` and
 /// `https://mcp.example.com/` name one resource; authorization servers write either).
+#[cfg(any(feature = "jwt", feature = "introspection"))]
 pub(crate) fn resource_audiences(resource: String) -> Vec<String> {
     let without_scheme = resource
         .strip_prefix("https://")
@@ -171,7 +172,7 @@ pub(crate) fn resource_audiences(resource: String) -> Vec<String> {
     std::iter::once(resource).chain(other).collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "jwt", feature = "introspection")))]
 mod audience_tests {
     use super::resource_audiences;
 

@@ -14,7 +14,7 @@ use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Payload, Request};
 use crate::modern::{META_PROTOCOL_VERSION, META_SERVER_INFO, RequestMeta};
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
-use crate::routing_headers::ToolHeaders;
+use crate::routing_headers::{ToolHeaders, UncheckedParams, check_params};
 use crate::service::{
     Context, MakeMcpService, McpService, Peer, RequestContext, Route, SessionContext, Sessionless,
 };
@@ -338,6 +338,13 @@ pub(super) async fn run<M: MakeMcpService>(
             return in_band(id, e);
         }
     };
+    // The routing layer could not check `Mcp-Param-*` of a tool it had not learned yet;
+    // describing the server has taught the table the tools, so check them now.
+    if parts.extensions.get::<UncheckedParams>().is_some()
+        && let Err(e) = check_params(&parts.headers, &request, &shared.tools)
+    {
+        return e.with_id(Some(id)).into_response();
+    }
     let principal = parts
         .extensions
         .get::<Principal>()

@@ -248,12 +248,17 @@ impl Message {
             };
         }
         if let Some(error) = object.remove("error") {
-            let error: ErrorObject = serde_json::from_value(error).map_err(|_| {
-                ShapeError::new(
-                    id_for_error.clone(),
-                    "\"error\" must have a code and a message",
-                )
-            })?;
+            // JSON-RPC: "error" is an object (serde would also read the positional form).
+            let error: ErrorObject = Some(error)
+                .filter(Value::is_object)
+                .and_then(|error| serde_json::from_value(error).ok())
+                .ok_or(())
+                .map_err(|_| {
+                    ShapeError::new(
+                        id_for_error.clone(),
+                        "\"error\" must have a code and a message",
+                    )
+                })?;
             return Ok(Message::Error(ErrorResponse {
                 id: id_for_error,
                 error,
@@ -401,16 +406,22 @@ struct Envelope {
     /// `Some(Value::Null)` for `"id": null`, `None` when absent.
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
+    /// A `null` method is not an absent one: it fails here and goes the exact way.
+    #[serde(default, deserialize_with = "present")]
     method: Option<String>,
     #[serde(default, deserialize_with = "present")]
     params: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     result: Option<Value>,
-    error: Option<ErrorObject>,
+    /// A tree only here: error responses are rare, and it must be checked to be an object.
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
 }
 
 /// Deserializes a member that is present, `null` included, as `Some`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     serde::Deserialize::deserialize(d).map(Some)
 }
 
@@ -441,7 +452,10 @@ impl Envelope {
                 })
             }
             (None, Some(result), None) => Some(Message::Response(Response { id: id?, result })),
-            (None, None, Some(error)) => Some(Message::Error(ErrorResponse { id, error })),
+            (None, None, Some(error)) if error.is_object() => {
+                let error = serde_json::from_value(error).ok()?;
+                Some(Message::Error(ErrorResponse { id, error }))
+            }
             _ => None,
         }
     }
@@ -487,5 +501,7 @@ pub fn progress_token(params: Option<&Value>) -> Option<&Value> {
     params?.get("_meta")?.get("progressToken")
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
