@@ -60,6 +60,7 @@ use crate::service::MakeMcpService;
 use crate::session::{AttachGuard, MCP_SESSION_ID, SessionLayer, SessionRegistry, SessionService};
 use crate::sse::{SseLayer, SseService};
 use crate::subscriptions::ListenHub;
+use crate::tasks::Tasks;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body::Body;
@@ -98,6 +99,7 @@ pub struct McpStack<M> {
     request_state_key: Option<[u8; 32]>,
     request_state_ttl: Option<Duration>,
     max_listeners: Option<usize>,
+    tasks: Option<Option<Tasks>>,
 }
 
 /// Where the legacy HTTP+SSE transport is served.
@@ -129,6 +131,7 @@ impl<M: MakeMcpService> McpStack<M> {
             request_state_key: None,
             request_state_ttl: None,
             max_listeners: None,
+            tasks: None,
         }
     }
 
@@ -157,6 +160,14 @@ impl<M: MakeMcpService> McpStack<M> {
     /// The bound on open 2026-07-28 `subscriptions/listen` streams (default 1024).
     pub fn max_listeners(mut self, max: usize) -> Self {
         self.max_listeners = Some(max);
+        self
+    }
+
+    /// How 2026-07-28 `tools/call` handlers run as tasks (the tasks extension, see
+    /// [`crate::tasks`]): e.g. `Tasks::new(store)` for a store shared by several instances.
+    /// `None` turns tasks off. Default: an in-memory store.
+    pub fn tasks(mut self, tasks: impl Into<Option<Tasks>>) -> Self {
+        self.tasks = Some(tasks.into());
         self
     }
 
@@ -303,6 +314,9 @@ impl<M: MakeMcpService> McpStack<M> {
         }
         if let Some(max) = self.max_listeners {
             endpoint = endpoint.max_listeners(max);
+        }
+        if let Some(tasks) = self.tasks {
+            endpoint = endpoint.tasks(tasks);
         }
         let listeners = endpoint.listeners().clone();
         let keep_alive = self.sse.keep_alive_interval();

@@ -274,10 +274,16 @@ fn conformance(suite: &Suite) {
     let Some(entry) = installed_entry(suite) else {
         return;
     };
-    // Per process, so concurrent runs don't share it; removed again when the suite passes.
+    // Per suite run and process, so concurrent runs (two of one package) don't share it; removed
+    // again when the suite passes.
     let results = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("conformance")
-        .join(format!("{}-{}", suite.alias, std::process::id()));
+        .join(format!(
+            "{}-{}-{}",
+            suite.alias,
+            suite.args.join("_").replace('-', ""),
+            std::process::id()
+        ));
     let _ = std::fs::remove_dir_all(&results);
     std::fs::create_dir_all(&results)
         .unwrap_or_else(|e| panic!("creating {}: {e}", results.display()));
