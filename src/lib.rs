@@ -82,6 +82,7 @@ pub mod session;
 pub mod sse;
 pub mod stack;
 pub mod stdio;
+pub mod stdio_server;
 pub mod subscriptions;
 pub mod tasks;
 

@@ -106,6 +106,7 @@ use mcp_tower_http::origin::OriginLayer;
 use mcp_tower_http::session::SessionRegistry;
 use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
 use mcp_tower_http::stdio::{DEFAULT_GRACE, StdioCommand};
+use mcp_tower_http::stdio_server::StdioServerConfig;
 use mcp_tower_http::{
     MakeMcpService, McpService, McpStack, NotificationContext, RequestContext, SessionContext,
 };
@@ -707,6 +708,11 @@ struct Args {
     )]
     tunnel: Option<String>,
 
+    /// Serve the built-in server on stdin/stdout (newline-delimited JSON-RPC) instead of HTTP:
+    /// one session, logs on stderr, exit when stdin closes. HTTP options are ignored.
+    #[arg(long, help_heading = "Server")]
+    stdio: bool,
+
     /// A stdio MCP server to serve instead of the built-in one (one child per session). It
     /// starts at the first argument that is not an option; everything after it is its own.
     // No `allow_hyphen_values`: an unknown option before the command is an error, not the
@@ -1235,6 +1241,9 @@ fn init_logging(filter: &LogFilter) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let (args, matches) = parse_args();
+    if args.stdio {
+        return serve_stdio(&args);
+    }
     let config = match Config::resolve(args, &matches) {
         Ok(config) => config,
         Err(e) => {
@@ -2408,6 +2417,54 @@ impl Signals {
                 Ok(()) => "Ctrl-C",
                 Err(_) => std::future::pending().await,
             }
+        }
+    }
+}
+
+// ----- --stdio -----
+
+/// `mcp-proxy --stdio`: the built-in server for one client on stdin/stdout, with no HTTP
+/// listener. stdout carries only the protocol; logs go to stderr. Exits 0 when stdin closes.
+fn serve_stdio(args: &Args) -> ExitCode {
+    if !args.command.is_empty() {
+        eprintln!(
+            "mcp-proxy: --stdio serves the built-in server and takes no COMMAND (drop --stdio to put a stdio server on HTTP)"
+        );
+        return ExitCode::from(2);
+    }
+    // The same filter rules as the HTTP mode (--log-level, --debug, RUST_LOG).
+    let filter = match (&args.log_level, args.debug) {
+        (Some(filter), _) => LogFilter::Given(filter.clone()),
+        (None, Some(true)) => LogFilter::Given(DEBUG_FILTER.to_owned()),
+        _ => LogFilter::Environment,
+    };
+    if let Err(e) = init_logging(&filter) {
+        eprintln!("mcp-proxy: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mcp-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let make = |_: &SessionContext<'_>| EverythingServer::new();
+    let served = runtime.block_on(StdioServerConfig::new().serve(
+        make,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    ));
+    // A stdin read still blocked in its thread (the session ended first) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-proxy: {e}");
+            ExitCode::FAILURE
         }
     }
 }
