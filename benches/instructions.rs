@@ -1,6 +1,7 @@
 //! A deterministic cost figure: N `tools/call` echo requests through the full stack in process
-//! (JSON mode, or SSE with the `sse` argument), for counting instructions per request with
-//! callgrind, which repeats exactly on a noisy machine:
+//! (JSON mode, or SSE with the `sse` argument, a stateless server with `stateless`, or
+//! 2026-07-28 requests with `modern`), for counting instructions per request with callgrind,
+//! which repeats exactly on a noisy machine:
 //!
 //! ```text
 //! cargo build --release --bench instructions
@@ -34,6 +35,8 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100);
     let sse = std::env::args().any(|a| a == "sse");
+    let stateless = std::env::args().any(|a| a == "stateless");
+    let modern = std::env::args().any(|a| a == "modern");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,12 +44,33 @@ fn main() {
     rt.block_on(async {
         let mut svc = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
             .json_response(!sse)
+            .stateless(stateless)
             .into_service();
+        let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the load generator"}}}"#;
+        if stateless || modern {
+            let modern_call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the load generator"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+            for _ in 0..n {
+                let req = if modern {
+                    Request::post("/mcp")
+                        .header("content-type", "application/json")
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-protocol-version", "2026-07-28")
+                        .header("mcp-method", "tools/call")
+                        .header("mcp-name", "echo")
+                        .body(Full::<Bytes>::from(modern_call))
+                        .unwrap()
+                } else {
+                    post(call.into(), None)
+                };
+                let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap().call(req).await.unwrap();
+                let _ = r.into_body().collect().await;
+            }
+            return;
+        }
         let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
         let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap().call(post(init.into(), None)).await.unwrap();
         let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
         let _ = r.into_body().collect().await;
-        let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the load generator"}}}"#;
         for _ in 0..n {
             let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap().call(post(call.into(), Some(&id))).await.unwrap();
             let _ = r.into_body().collect().await;

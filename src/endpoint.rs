@@ -38,6 +38,7 @@ use crate::service::{
 use crate::session::Session;
 use crate::sse::{MessageStream, Outgoing, ResponseMode, StreamEvent};
 use crate::subscriptions::ListenHub;
+use crate::tasks::{TaskRuntime, Tasks};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
@@ -141,6 +142,15 @@ impl<M: MakeMcpService> McpEndpoint<M> {
     /// [`RoutingHeadersLayer`](crate::routing_headers::RoutingHeadersLayer)).
     pub fn tool_headers(self, tools: ToolHeaders) -> Self {
         self.sessionless(|s| s.tools = tools)
+    }
+
+    /// 2026-07-28: how `tools/call` handlers run as tasks (the tasks extension, see
+    /// [`crate::tasks`]); `None` turns tasks off. Default: [`Tasks::default`], an in-memory store.
+    pub fn tasks(self, tasks: impl Into<Option<Tasks>>) -> Self {
+        let tasks = tasks.into();
+        self.sessionless(|s| {
+            s.tasks = tasks.map(|t| Arc::new(TaskRuntime::new(t, s.hub.clone())));
+        })
     }
 
     /// The open `subscriptions/listen` streams (to end them at shutdown:

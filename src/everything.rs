@@ -41,6 +41,7 @@
 //! [`MakeMcpService`](crate::service::MakeMcpService).
 
 mod inputs;
+mod tasks;
 
 use crate::input::{InputRequest, is_input_required};
 use crate::jsonrpc::{ErrorObject, Notification, Request};
@@ -273,6 +274,7 @@ impl EverythingServer {
                 })
             }
             name if inputs::TOOLS.contains(&name) => inputs::call(name, &arguments, cx).await,
+            name if tasks::TOOLS.contains(&name) => tasks::call(name, arguments, cx).await,
             other => Err(ErrorObject::invalid_params(format!(
                 "Unknown tool: {other}"
             ))),
@@ -834,6 +836,7 @@ static TOOLS: LazyLock<Value> = LazyLock::new(|| {
     ]});
     if let Some(list) = tools["tools"].as_array_mut() {
         list.extend(inputs::tool_entries());
+        list.extend(tasks::tool_entries());
     }
     tools
 });
@@ -1200,6 +1203,7 @@ mod tests {
             ]
             .into_iter()
             .chain(inputs::TOOLS)
+            .chain(tasks::TOOLS)
             .collect::<Vec<_>>()
         );
         for tool in tools {
@@ -1226,13 +1230,25 @@ mod tests {
                 "echo" => json!({ "text": "hi" }),
                 "add" => json!({ "a": 1, "b": 2 }),
                 "test_routing_header" => json!({ "region": "eu" }),
+                "greet" => json!({ "name": "Ada" }),
+                "slow_compute" => json!({ "seconds": 0 }),
+                "confirm_delete" => json!({ "filename": "f" }),
                 _ => json!({}),
             };
             let result = call_tool(name, arguments).await;
             // Tools that ask the client for input need a client: outside a transport they fail.
             let asks = (name.starts_with("test_input_required_result_")
                 && name != "test_input_required_result_capabilities")
-                || name == "test_missing_capability";
+                || name == "test_missing_capability"
+                // Outside a transport: asks without a client, or needs tasks, or fails on purpose.
+                || matches!(
+                    name,
+                    "confirm_delete"
+                        | "multi_input"
+                        | "failing_job"
+                        | "protocol_error_job"
+                        | "test_tool_with_task"
+                );
             if asks {
                 assert!(result.is_err(), "{name}: {result:?}");
                 continue;

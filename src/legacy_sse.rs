@@ -6,6 +6,13 @@
 //! | POST `/messages?sessionId=ID` (exact path, configurable) | 202; the answer goes out on the session's stream |
 //! | POST without `sessionId` | 400 |
 //! | POST with an unknown, ended or other principal's `sessionId` | 404 |
+//! | GET `/sse` at the session limit | 503 + `Retry-After` |
+//!
+//! Each open stream is a session and counts against the session limit. In an
+//! [`McpStack`](crate::McpStack) that limit is the one of Streamable HTTP
+//! ([`SessionLayer::max_sessions`](crate::session::SessionLayer::max_sessions)): one number
+//! bounds both transports. A stream whose client does not complete the handshake (`initialize`,
+//! then any other message) within the handshake timeout (default 60 s) is closed.
 //!
 //! [`LegacySseLayer`] intercepts exactly those two paths and passes everything else to the
 //! service it wraps. It dispatches through the same [`McpEndpoint`] as Streamable HTTP, so both
@@ -50,7 +57,9 @@ use crate::jsonrpc::Payload;
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
 use crate::service::MakeMcpService;
-use crate::session::{Session, SessionRegistry};
+use crate::session::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_RETRY_AFTER_SECS, Session, SessionLimit, SessionRegistry,
+};
 use crate::sse::{
     DEFAULT_KEEP_ALIVE, EventStream, Outgoing, ResponseBody, ResponseMode, Source, StreamEvent,
     sse_headers,
@@ -76,6 +85,8 @@ struct Shared<M> {
     sse_path: String,
     messages_path: String,
     keep_alive: Option<Duration>,
+    limit: Arc<SessionLimit>,
+    handshake_timeout: Option<Duration>,
     sessions: Arc<SessionRegistry>,
     enabled: bool,
 }
@@ -100,13 +111,20 @@ impl<M> std::fmt::Debug for LegacySseLayer<M> {
 impl<M: MakeMcpService> LegacySseLayer<M> {
     /// Serves `GET /sse` and `POST /messages` through `endpoint`.
     pub fn new(endpoint: McpEndpoint<M>) -> Self {
+        let limit = SessionLimit::new(None);
         Self {
             shared: Arc::new(Shared {
                 endpoint,
                 sse_path: "/sse".to_owned(),
                 messages_path: "/messages".to_owned(),
                 keep_alive: Some(DEFAULT_KEEP_ALIVE),
-                sessions: Arc::new(SessionRegistry::new(None, None)),
+                sessions: Arc::new(SessionRegistry::new(
+                    limit.clone(),
+                    None,
+                    Some(DEFAULT_HANDSHAKE_TIMEOUT),
+                )),
+                limit,
+                handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
                 enabled: true,
             }),
         }
@@ -124,6 +142,8 @@ impl<M: MakeMcpService> LegacySseLayer<M> {
             sse_path: shared.sse_path.clone(),
             messages_path: shared.messages_path.clone(),
             keep_alive: shared.keep_alive,
+            limit: shared.limit.clone(),
+            handshake_timeout: shared.handshake_timeout,
             sessions: shared.sessions.clone(),
             enabled: shared.enabled,
         };
@@ -151,6 +171,25 @@ impl<M: MakeMcpService> LegacySseLayer<M> {
         self.edit(|s| s.keep_alive = interval)
     }
 
+    /// Counts the legacy sessions against `limit` (GET `/sse` beyond it gets 503), e.g. the
+    /// limit of the Streamable HTTP sessions: `registry.limit().clone()`.
+    pub fn session_limit(self, limit: Arc<SessionLimit>) -> Self {
+        self.edit(|s| {
+            s.limit = limit;
+            s.sessions = s.new_registry();
+        })
+    }
+
+    /// Closes a stream whose client has not completed the handshake (`initialize`, then any
+    /// other message) within `timeout` (default 60 s); `None` keeps it while it is open.
+    pub fn handshake_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+        let timeout = timeout.into().filter(|t| !t.is_zero());
+        self.edit(|s| {
+            s.handshake_timeout = timeout;
+            s.sessions = s.new_registry();
+        })
+    }
+
     /// `true` unless made with [`disabled`](Self::disabled).
     pub fn is_enabled(&self) -> bool {
         self.shared.enabled
@@ -164,6 +203,17 @@ impl<M: MakeMcpService> LegacySseLayer<M> {
     /// The live legacy sessions (one per open stream).
     pub fn sessions(&self) -> &Arc<SessionRegistry> {
         &self.shared.sessions
+    }
+}
+
+impl<M> Shared<M> {
+    /// A legacy session lives as long as its stream: no idle timeout.
+    fn new_registry(&self) -> Arc<SessionRegistry> {
+        Arc::new(SessionRegistry::new(
+            self.limit.clone(),
+            None,
+            self.handshake_timeout,
+        ))
     }
 }
 
@@ -276,8 +326,9 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
             .extensions()
             .get::<Principal>()
             .map(|p| p.subject.clone());
+        self.shared.sessions.start_sweeper();
         let Some(reservation) = self.shared.sessions.reserve() else {
-            return TransportError::too_many_sessions(5).into_response();
+            return TransportError::too_many_sessions(DEFAULT_RETRY_AFTER_SECS).into_response();
         };
         let session = Arc::new(Session::new(subject, ProtocolVersion::FALLBACK));
         // The endpoint initializes the session on the client's `initialize`; until then it
@@ -345,6 +396,12 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
                 TransportError::new(TransportErrorKind::SessionNotFound).into_response(),
             );
         };
+        // Any message after `initialize` completes the handshake.
+        if session.is_initialized() && !payload.contains_initialize() {
+            session.establish();
+        }
+        // Attached while it runs: a slow `initialize` does not count against the handshake.
+        let attached = session.attach();
         req.extensions_mut().insert(session.protocol_version());
         req.extensions_mut().insert(ResponseMode::Sse);
         req.extensions_mut().insert(session.clone());
@@ -354,6 +411,7 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
+            drop(attached);
             if let Some(error) = response.extensions().get::<TransportError>() {
                 return error.clone().into_response();
             }

@@ -82,7 +82,9 @@ pub mod session;
 pub mod sse;
 pub mod stack;
 pub mod stdio;
+pub mod stdio_server;
 pub mod subscriptions;
+pub mod tasks;
 
 pub use crate::error::{TransportError, TransportErrorKind};
 pub use crate::principal::Principal;

@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `MCP-Protocol-Version` | present; equal to `params._meta["io.modelcontextprotocol/protocolVersion"]` |
 //! | `Mcp-Method` | present; equal to the body's `method` (case-sensitive) |
-//! | `Mcp-Name` | for `tools/call` and `prompts/get` equal to `params.name`, for `resources/read` to `params.uri`; required when the body has the value |
+//! | `Mcp-Name` | for `tools/call` and `prompts/get` equal to `params.name`, for `resources/read` to `params.uri`, for `tasks/get`, `tasks/update` and `tasks/cancel` to `params.taskId`; required when the body has the value |
 //! | `Mcp-Param-{X}` | for a `tools/call` argument whose schema property has `"x-mcp-header": "X"`: equal to the argument (strings exactly, integers numerically, booleans as `true`/`false`); required when the argument is present |
 //!
 //! Header names are case-insensitive; surrounding whitespace is ignored; a value written
@@ -405,6 +405,8 @@ fn check(
     let name_field = match request.method.as_str() {
         "tools/call" | "prompts/get" => "name",
         "resources/read" => "uri",
+        // The tasks extension: the task id, so that a balancer can route to the task's instance.
+        "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
         _ => return Ok(Checked::All),
     };
     let name = params

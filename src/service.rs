@@ -528,6 +528,10 @@ impl RequestContext {
         {
             return Err(missing_capability(refused.capability()));
         }
+        // A call running as a task asks through the task (`tasks/get`, `tasks/update`).
+        if let Some(task) = crate::tasks::running_task(self) {
+            return task.ask(requests).await;
+        }
         let mut answers = Map::new();
         if self.common.protocol_version.is_sessionless() {
             let Some(round) = &self.input else {

@@ -60,6 +60,7 @@ use crate::service::MakeMcpService;
 use crate::session::{AttachGuard, MCP_SESSION_ID, SessionLayer, SessionRegistry, SessionService};
 use crate::sse::{SseLayer, SseService};
 use crate::subscriptions::ListenHub;
+use crate::tasks::Tasks;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body::Body;
@@ -98,6 +99,7 @@ pub struct McpStack<M> {
     request_state_key: Option<[u8; 32]>,
     request_state_ttl: Option<Duration>,
     max_listeners: Option<usize>,
+    tasks: Option<Option<Tasks>>,
 }
 
 /// Where the legacy HTTP+SSE transport is served.
@@ -129,6 +131,7 @@ impl<M: MakeMcpService> McpStack<M> {
             request_state_key: None,
             request_state_ttl: None,
             max_listeners: None,
+            tasks: None,
         }
     }
 
@@ -157,6 +160,14 @@ impl<M: MakeMcpService> McpStack<M> {
     /// The bound on open 2026-07-28 `subscriptions/listen` streams (default 1024).
     pub fn max_listeners(mut self, max: usize) -> Self {
         self.max_listeners = Some(max);
+        self
+    }
+
+    /// How 2026-07-28 `tools/call` handlers run as tasks (the tasks extension, see
+    /// [`crate::tasks`]): e.g. `Tasks::new(store)` for a store shared by several instances.
+    /// `None` turns tasks off. Default: an in-memory store.
+    pub fn tasks(mut self, tasks: impl Into<Option<Tasks>>) -> Self {
+        self.tasks = Some(tasks.into());
         self
     }
 
@@ -259,6 +270,12 @@ impl<M: MakeMcpService> McpStack<M> {
         self
     }
 
+    /// See [`SessionLayer::handshake_timeout`].
+    pub fn session_handshake_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.session = self.session.handshake_timeout(timeout);
+        self
+    }
+
     /// See [`SessionLayer::max_sessions`].
     pub fn max_sessions(mut self, max: impl Into<Option<usize>>) -> Self {
         self.session = self.session.max_sessions(max);
@@ -298,13 +315,19 @@ impl<M: MakeMcpService> McpStack<M> {
         if let Some(max) = self.max_listeners {
             endpoint = endpoint.max_listeners(max);
         }
+        if let Some(tasks) = self.tasks {
+            endpoint = endpoint.tasks(tasks);
+        }
         let listeners = endpoint.listeners().clone();
         let keep_alive = self.sse.keep_alive_interval();
         let legacy = match &self.legacy {
             Some(paths) => LegacySseLayer::new(endpoint.clone())
                 .sse_path(paths.sse.clone())
                 .messages_path(paths.messages.clone())
-                .keep_alive(keep_alive),
+                .keep_alive(keep_alive)
+                // One session cap for both transports, and the same handshake deadline.
+                .session_limit(sessions.limit().clone())
+                .handshake_timeout(sessions.handshake_timeout()),
             None => LegacySseLayer::disabled(endpoint.clone()),
         };
         let inner = ServiceBuilder::new()

@@ -16,6 +16,15 @@
 //! client gets 404 and re-initializes). When the session ends, the child's stdin is closed, then
 //! it gets SIGTERM after a grace period, then SIGKILL.
 //!
+//! A line from the child longer than 16 MiB is not relayed. Its `id` is read while the line is
+//! skipped (wherever it sits in the line, in constant memory), so the request it answers fails
+//! at once with `-32603` (`data.limit` names the limit) instead of waiting for its timeout; an
+//! oversized request of the child gets an error answer, an oversized notification is dropped
+//! and logged.
+//!
+//! [`StdioCommand::max_processes`] caps the sessions' children alive at once (pooled children,
+//! below, have a bound of their own).
+//!
 //! 2026-07-28 requests, which have no session, are served by a pool of children (below).
 //!
 //! # 2026-07-28 clients and a 2025 child
@@ -34,7 +43,7 @@
 //!   `elicitation` and `roots` capabilities of the clients it serves: a 2025 server checks them
 //!   before asking, and some offer tools only to clients that can answer them.
 //! - **Bounded.** At most [`max_pooled`](StdioCommand::max_pooled) children (default 16) across
-//!   principals. When all are busy, a request waits up to [`pool_wait`](StdioCommand::pool_wait)
+//!   principals, besides the sessions' children. When all are busy, a request waits up to [`pool_wait`](StdioCommand::pool_wait)
 //!   (30 s) for one, closing an idle child of another kind to make room, then fails with
 //!   `-32000`. Children idle for [`pool_idle_timeout`](StdioCommand::pool_idle_timeout) (60 s)
 //!   are closed like a session's child (stdin EOF, SIGTERM, SIGKILL) and reaped.
@@ -102,13 +111,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// The default grace period between closing stdin, SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
-/// The longest line accepted from a child: 16 MiB. Longer lines are dropped and logged.
-const MAX_LINE: usize = 16 * 1024 * 1024;
+/// The longest line accepted from a child: 16 MiB. Longer lines are not relayed; see the
+/// [module docs](crate::stdio).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// How many messages may wait for the child's stdin.
 const STDIN_CAPACITY: usize = 64;
@@ -121,6 +131,8 @@ pub struct StdioCommand {
     env: Vec<(OsString, OsString)>,
     cwd: Option<PathBuf>,
     grace: Duration,
+    /// Room for the children alive at once, when capped.
+    slots: Option<Arc<Semaphore>>,
     /// 2026-07-28 requests: the pool settings, and the pool once started.
     pool: pool::PoolConfig,
 }
@@ -134,8 +146,26 @@ impl StdioCommand {
             env: Vec::new(),
             cwd: None,
             grace: DEFAULT_GRACE,
+            slots: None,
             pool: pool::PoolConfig::default(),
         }
+    }
+
+    /// Runs `command_line` through the system shell, as Node's `spawn(..., {shell: true})`
+    /// (and so npm `mcp-proxy --shell`) does: `/bin/sh -c COMMAND_LINE` (on Windows
+    /// `cmd.exe /d /s /c COMMAND_LINE`). Pipes, variables and quoting are the shell's.
+    pub fn shell(command_line: impl Into<OsString>) -> Self {
+        #[cfg(windows)]
+        let command = Self::new("cmd.exe").args(["/d", "/s", "/c"]);
+        #[cfg(not(windows))]
+        let command = Self::new("/bin/sh").arg("-c");
+        command.arg(command_line)
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
     }
 
     /// Adds arguments.
@@ -166,6 +196,16 @@ impl StdioCommand {
         self
     }
 
+    /// At most `max` children alive at once (`None`: no cap). A session that would start one
+    /// more waits for a child to exit, up to twice the grace period plus a second (how long a
+    /// closing child may take), and then fails `initialize` with `-32000`. Clones share the cap.
+    pub fn max_processes(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.slots = max
+            .into()
+            .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+        self
+    }
+
     /// The program and arguments, for logs.
     pub fn display(&self) -> String {
         std::iter::once(&self.program)
@@ -175,7 +215,8 @@ impl StdioCommand {
             .join(" ")
     }
 
-    /// Spawns the child and starts relaying.
+    /// Spawns the child and starts relaying (outside the [`max_processes`](Self::max_processes)
+    /// cap, which `make_service` applies).
     pub fn spawn(
         &self,
         session: Option<&SessionId>,
@@ -228,7 +269,29 @@ impl StdioCommand {
             shared,
             child,
             grace: self.grace,
+            slot: Mutex::new(None),
         })
+    }
+
+    /// Waits for room for one more child under [`max_processes`](Self::max_processes).
+    async fn slot(&self) -> Result<Option<OwnedSemaphorePermit>, ErrorObject> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        let wait = self.grace * 2 + Duration::from_secs(1);
+        match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => {
+                tracing::warn!(command = %self.display(), "too many MCP server processes; refusing another");
+                Err(ErrorObject::new(
+                    ErrorCode::SERVER_ERROR,
+                    "too many MCP server processes are running; retry later",
+                ))
+            }
+        }
     }
 }
 
@@ -240,16 +303,24 @@ impl MakeMcpService for StdioCommand {
         cx: &SessionContext<'_>,
     ) -> impl Future<Output = Result<StdioService, ErrorObject>> + Send {
         // 2026-07-28 requests share pooled children (see the module docs).
-        if cx.protocol_version().is_sessionless() {
-            return std::future::ready(Ok(StdioService::Pooled(pool::handle(self, cx))));
-        }
-        let spawned = self
-            .spawn(cx.session_id(), cx.session_closer())
-            .map_err(|e| {
+        let pooled = cx
+            .protocol_version()
+            .is_sessionless()
+            .then(|| pool::handle(self, cx));
+        let session = cx.session_id().cloned();
+        let closer = cx.session_closer();
+        async move {
+            if let Some(pooled) = pooled {
+                return Ok(StdioService::Pooled(pooled));
+            }
+            let slot = self.slot().await?;
+            let server = self.spawn(session.as_ref(), closer).map_err(|e| {
                 tracing::error!(command = %self.display(), error = %e, "cannot start the MCP server");
                 ErrorObject::new(ErrorCode::INTERNAL_ERROR, "cannot start the MCP server process")
-            });
-        std::future::ready(spawned.map(StdioService::Session))
+            })?;
+            *lock(&server.slot) = slot;
+            Ok(StdioService::Session(server))
+        }
     }
 }
 
@@ -331,6 +402,45 @@ fn exited() -> ErrorObject {
     ErrorObject::new(ErrorCode::INTERNAL_ERROR, "the MCP server process exited")
 }
 
+/// The error for a message of the child that is over [`MAX_LINE`].
+fn too_long(what: &str) -> ErrorObject {
+    ErrorObject::new(
+        ErrorCode::INTERNAL_ERROR,
+        format!(
+            "the MCP server's {what} is over the proxy's limit of {MAX_LINE} bytes per message"
+        ),
+    )
+    .with_data(serde_json::json!({ "limit": MAX_LINE }))
+}
+
+impl Shared {
+    /// Answers what an oversized line from the child can still be answered: the request it
+    /// answers fails now, a request of the child gets an error back.
+    async fn on_overlong(&self, messages: &[Skipped]) {
+        if messages.is_empty() {
+            tracing::warn!(session = %self.label, "dropped a line over {MAX_LINE} bytes from the child (no JSON-RPC id in it)");
+        }
+        for skipped in messages {
+            match (&skipped.id, skipped.has_method) {
+                (Some(id), false) => {
+                    tracing::warn!(session = %self.label, %id, "the child's answer is over {MAX_LINE} bytes; failing the request");
+                    if let Some(waiter) = lock(&self.pending).remove(id) {
+                        let _ = waiter.send(Err(too_long("answer")));
+                    }
+                }
+                (Some(id), true) => {
+                    tracing::warn!(session = %self.label, %id, "the child's request is over {MAX_LINE} bytes; answering it with an error");
+                    let reply = Message::error(Some(id.clone()), too_long("request"));
+                    let _ = self.write(&reply).await;
+                }
+                (None, _) => {
+                    tracing::warn!(session = %self.label, "dropped a message over {MAX_LINE} bytes from the child");
+                }
+            }
+        }
+    }
+}
+
 /// Feeds the child's stdin from a bounded queue; ends (closing stdin) when the queue closes.
 async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, label: Arc<str>) {
     while let Some(line) = rx.recv().await {
@@ -354,51 +464,255 @@ async fn log_stderr(stderr: impl AsyncRead + Unpin, label: Arc<str>) {
     loop {
         line.clear();
         match read_line(&mut reader, &mut line).await {
-            Ok(Some(())) => {
+            Ok(Some(Line::Complete)) => {
                 let text = String::from_utf8_lossy(&line);
                 tracing::info!(target: "mcp_proxy::child", "[{label}] {}", text.trim_end());
+            }
+            Ok(Some(Line::Overlong(_))) => {
+                tracing::info!(target: "mcp_proxy::child", "[{label}] (a line over {MAX_LINE} bytes, not shown)");
             }
             Ok(None) | Err(_) => return,
         }
     }
 }
 
+/// What [`read_line`] read.
+#[derive(Debug, PartialEq)]
+enum Line {
+    /// A line of at most [`MAX_LINE`] bytes, in the buffer.
+    Complete,
+    /// A longer line, skipped: the messages found in it, without their content.
+    Overlong(Vec<Skipped>),
+}
+
 /// Reads one `\n`-terminated line of at most [`MAX_LINE`] bytes into `line` (without the
-/// newline); `None` at end of input. A longer line is skipped to its end and reported as empty.
+/// newline); `None` at end of input. A longer line is skipped to its end (the buffer is left
+/// empty) and only scanned for the ids of its messages.
 async fn read_line<R: AsyncBufReadExt + Unpin>(
     reader: &mut R,
     line: &mut Vec<u8>,
-) -> std::io::Result<Option<()>> {
-    let mut overlong = false;
+) -> std::io::Result<Option<Line>> {
+    let mut overlong: Option<IdScanner> = None;
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {
-            return Ok(if line.is_empty() && !overlong {
-                None
-            } else {
-                Some(())
+            return Ok(match overlong {
+                Some(scanner) => Some(Line::Overlong(scanner.finish())),
+                None if line.is_empty() => None,
+                None => Some(Line::Complete),
             });
         }
         let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (&available[..i], i + 1),
             None => (available, available.len()),
         };
-        if !overlong {
-            if line.len() + chunk.len() > MAX_LINE {
-                overlong = true;
+        match &mut overlong {
+            Some(scanner) => scanner.feed(chunk),
+            None if line.len() + chunk.len() > MAX_LINE => {
+                let mut scanner = IdScanner::default();
+                scanner.feed(line);
+                scanner.feed(chunk);
                 line.clear();
-            } else {
-                line.extend_from_slice(chunk);
+                // Give the memory back: the next lines are usually small.
+                line.shrink_to(64 * 1024);
+                overlong = Some(scanner);
             }
+            None => line.extend_from_slice(chunk),
         }
         let found_newline = done > chunk.len();
         reader.consume(done);
         if found_newline {
-            if overlong {
-                tracing::warn!("dropped a line over {MAX_LINE} bytes from the child");
-            }
-            return Ok(Some(()));
+            return Ok(Some(match overlong {
+                Some(scanner) => Line::Overlong(scanner.finish()),
+                None => Line::Complete,
+            }));
         }
+    }
+}
+
+/// A message found in a skipped line: its `id`, and whether it has a `method` (a request or a
+/// notification) or not (an answer).
+#[derive(Debug, PartialEq)]
+struct Skipped {
+    id: Option<Id>,
+    has_method: bool,
+}
+
+/// The most messages of one skipped batch line that are answered.
+const MAX_SKIPPED: usize = 1024;
+
+/// The longest `id` value kept while scanning (longer ones are not ids a proxy minted or a
+/// server would use).
+const MAX_ID_LEN: usize = 256;
+
+/// Finds the `id` and `method` members of the JSON-RPC message (or batch of messages) in a
+/// line, fed in pieces, in constant memory: it follows strings and nesting, and keeps only the
+/// member names and `id` values at the level of the messages.
+#[derive(Debug, Default)]
+struct IdScanner {
+    /// Containers open: the messages' members sit at depth 1 (a single message) or 2 (a batch).
+    depth: usize,
+    batch: bool,
+    in_string: bool,
+    escaped: bool,
+    /// Where a member of a message is in its `name: value` course.
+    member: Member,
+    /// The current member name, if it is short enough to be `id` or `method`.
+    name: Vec<u8>,
+    name_overflow: bool,
+    /// The raw `id` value being read.
+    id_value: Option<Vec<u8>>,
+    /// The message being read.
+    id: Option<Id>,
+    has_method: bool,
+    found: Vec<Skipped>,
+    /// Bytes that are not JSON where a message should start: nothing is reported.
+    invalid: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum Member {
+    /// Before a member name (after `{` or `,`).
+    #[default]
+    Name,
+    /// In or after the name, before `:`.
+    AfterName,
+    /// In the value.
+    Value,
+}
+
+impl IdScanner {
+    fn message_depth(&self) -> usize {
+        if self.batch { 2 } else { 1 }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.invalid {
+            return;
+        }
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        let at_members = self.depth == self.message_depth();
+        if self.in_string {
+            if at_members && self.member == Member::AfterName {
+                self.push_name(b);
+            }
+            self.push_id(b);
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return;
+        }
+        match b {
+            b' ' | b'\t' | b'\r' => {}
+            b'"' => {
+                self.in_string = true;
+                if at_members && self.member == Member::Name {
+                    self.member = Member::AfterName;
+                    self.name.clear();
+                    self.name.push(b);
+                    self.name_overflow = false;
+                } else {
+                    self.push_id(b);
+                }
+            }
+            b'{' | b'[' => {
+                if self.depth == 0 {
+                    if b == b'[' {
+                        self.batch = true;
+                    }
+                } else if self.depth == 1 && self.batch && b == b'{' {
+                    self.start_message();
+                }
+                self.push_id(b);
+                self.depth += 1;
+                if self.depth == 1 && !self.batch {
+                    self.start_message();
+                }
+            }
+            b'}' | b']' => {
+                if at_members {
+                    self.end_value();
+                    self.end_message();
+                }
+                self.depth = self.depth.saturating_sub(1);
+                self.push_id(b);
+            }
+            b':' if at_members && self.member == Member::AfterName => {
+                self.member = Member::Value;
+                if !self.name_overflow {
+                    match &self.name[..] {
+                        b"\"id\"" => self.id_value = Some(Vec::new()),
+                        b"\"method\"" => self.has_method = true,
+                        _ => {}
+                    }
+                }
+            }
+            b',' if at_members => {
+                self.end_value();
+                self.member = Member::Name;
+            }
+            _ => {
+                if self.depth == 0 {
+                    self.invalid = true;
+                    return;
+                }
+                self.push_id(b);
+            }
+        }
+    }
+
+    fn push_name(&mut self, b: u8) {
+        if self.name.len() < 16 {
+            self.name.push(b);
+        } else {
+            self.name_overflow = true;
+        }
+    }
+
+    fn push_id(&mut self, b: u8) {
+        if let Some(value) = &mut self.id_value {
+            if value.len() < MAX_ID_LEN {
+                value.push(b);
+            } else {
+                // Too long to be an id worth reading: forget it.
+                self.id_value = None;
+            }
+        }
+    }
+
+    fn start_message(&mut self) {
+        self.member = Member::Name;
+        self.id = None;
+        self.has_method = false;
+        self.id_value = None;
+    }
+
+    fn end_value(&mut self) {
+        if let Some(raw) = self.id_value.take() {
+            self.id = serde_json::from_slice(&raw).ok().and_then(Id::from_value);
+        }
+    }
+
+    fn end_message(&mut self) {
+        if self.found.len() < MAX_SKIPPED {
+            self.found.push(Skipped {
+                id: self.id.take(),
+                has_method: self.has_method,
+            });
+        }
+    }
+
+    fn finish(self) -> Vec<Skipped> {
+        if self.invalid { Vec::new() } else { self.found }
     }
 }
 
@@ -413,7 +727,7 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin, shared: std::sync::Weak<Sha
             return;
         };
         match read {
-            Ok(Some(())) => {
+            Ok(Some(Line::Complete)) => {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -432,6 +746,7 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin, shared: std::sync::Weak<Sha
                     }
                 }
             }
+            Ok(Some(Line::Overlong(skipped))) => shared.on_overlong(&skipped).await,
             Ok(None) | Err(_) => {
                 tracing::info!(session = %shared.label, "MCP server process closed its output");
                 shared.on_exit();
@@ -497,6 +812,8 @@ pub struct StdioServer {
     shared: Arc<Shared>,
     child: Arc<tokio::sync::Mutex<Option<Child>>>,
     grace: Duration,
+    /// This child's room under [`StdioCommand::max_processes`], given back once it has exited.
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl std::fmt::Debug for StdioServer {
@@ -604,6 +921,8 @@ impl McpService for StdioServer {
     }
 
     async fn close(&self) {
+        // Held until the child has exited (or been killed), at every return below.
+        let _slot = lock(&self.slot).take();
         // Closing stdin asks a well-behaved server to exit.
         lock(&self.shared.stdin).take();
         lock(&self.shared.standalone).take();
@@ -650,7 +969,8 @@ mod tests {
         let mut reader = BufReader::new(input);
         let mut line = Vec::new();
         let mut lines = Vec::new();
-        while let Some(()) = read_line(&mut reader, &mut line).await.unwrap() {
+        while let Some(read) = read_line(&mut reader, &mut line).await.unwrap() {
+            assert_eq!(read, Line::Complete);
             lines.push(String::from_utf8(std::mem::take(&mut line)).unwrap());
         }
         assert_eq!(lines, ["{\"a\":1}", "", "  ", "last"]);
@@ -662,9 +982,103 @@ mod tests {
         input.extend_from_slice(b"\nok\n");
         let mut reader = BufReader::new(&input[..]);
         let mut line = Vec::new();
-        read_line(&mut reader, &mut line).await.unwrap();
+        let read = read_line(&mut reader, &mut line).await.unwrap();
+        assert_eq!(read, Some(Line::Overlong(Vec::new())));
         assert!(line.is_empty());
         read_line(&mut reader, &mut line).await.unwrap();
         assert_eq!(line, b"ok");
+    }
+
+    /// The ids of an oversized line, whether the id comes before or after the bulk.
+    #[tokio::test]
+    async fn overlong_lines_yield_their_ids() {
+        let bulk = "y".repeat(MAX_LINE);
+        let head = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{{\"text\":\"{bulk}\",\"id\":99}}}}"
+        );
+        let tail = format!(
+            "{{\"result\":{{\"text\":\"{bulk} \\\"id\\\":5\"}},\"jsonrpc\":\"2.0\", \"id\" : \"abc\"}}"
+        );
+        let input = format!("{head}\n{tail}\n{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{}}}}\n");
+        let mut reader = BufReader::new(input.as_bytes());
+        let mut line = Vec::new();
+        let first = read_line(&mut reader, &mut line).await.unwrap();
+        assert_eq!(
+            first,
+            Some(Line::Overlong(vec![Skipped {
+                id: Some(Id::Number(7)),
+                has_method: false
+            }]))
+        );
+        let second = read_line(&mut reader, &mut line).await.unwrap();
+        assert_eq!(
+            second,
+            Some(Line::Overlong(vec![Skipped {
+                id: Some(Id::String("abc".into())),
+                has_method: false
+            }]))
+        );
+        assert_eq!(
+            read_line(&mut reader, &mut line).await.unwrap(),
+            Some(Line::Complete)
+        );
+    }
+
+    fn scan(line: &str) -> Vec<Skipped> {
+        let mut scanner = IdScanner::default();
+        // Fed in small pieces: state carries across them.
+        for piece in line.as_bytes().chunks(3) {
+            scanner.feed(piece);
+        }
+        scanner.finish()
+    }
+
+    #[test]
+    fn scanner_reads_ids_of_messages_and_batches() {
+        assert_eq!(
+            scan(
+                r#"{"jsonrpc":"2.0","method":"sampling/createMessage","id":"srv-1","params":{"id":3}}"#
+            ),
+            [Skipped {
+                id: Some(Id::String("srv-1".into())),
+                has_method: true
+            }]
+        );
+        assert_eq!(
+            scan(
+                r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"x":[1,{"id":2}]}}"#
+            ),
+            [Skipped {
+                id: None,
+                has_method: true
+            }]
+        );
+        assert_eq!(
+            scan(r#"[{"id":1,"result":{}},{"result":{"a":"}{]["},"id":2},{"method":"m"}]"#),
+            [
+                Skipped {
+                    id: Some(Id::Number(1)),
+                    has_method: false
+                },
+                Skipped {
+                    id: Some(Id::Number(2)),
+                    has_method: false
+                },
+                Skipped {
+                    id: None,
+                    has_method: true
+                },
+            ]
+        );
+        // Escaped quotes inside strings neither end them nor fake a member.
+        assert_eq!(
+            scan(r#"{"result":{"t":"\"id\":4, \\"},"id":5}"#),
+            [Skipped {
+                id: Some(Id::Number(5)),
+                has_method: false
+            }]
+        );
+        // Not JSON: nothing to answer.
+        assert_eq!(scan("plain text, not JSON"), []);
     }
 }

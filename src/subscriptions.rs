@@ -1,7 +1,8 @@
 //! `subscriptions/listen` (2026-07-28): long-lived streams of change notifications.
 //!
 //! A listen request names the notifications it wants (`toolsListChanged`,
-//! `promptsListChanged`, `resourcesListChanged`, `resourceSubscriptions: [uri]`). The endpoint
+//! `promptsListChanged`, `resourcesListChanged`, `resourceSubscriptions: [uri]`, and with the
+//! tasks extension `taskIds: [id]` for `notifications/tasks`). The endpoint
 //! answers with an SSE stream whose first message is `notifications/subscriptions/acknowledged`
 //! carrying the honoured subset; every later notification carries the subscription id (the
 //! listen request's id) in `_meta`. Handlers publish with
@@ -34,6 +35,8 @@ struct Filter {
     prompts: bool,
     resources: bool,
     resource_uris: HashSet<String>,
+    /// `notifications/tasks` of these tasks (tasks extension).
+    task_ids: HashSet<String>,
 }
 
 impl Filter {
@@ -52,18 +55,27 @@ impl Filter {
                 .and_then(Value::as_bool)
                 .unwrap_or(false)
         };
-        let resource_uris = if offers("resources", "subscribe") {
+        let strings = |key: &str| -> HashSet<String> {
             requested
-                .and_then(|r| r.get("resourceSubscriptions"))
+                .and_then(|r| r.get(key))
                 .and_then(Value::as_array)
-                .map(|uris| {
-                    uris.iter()
+                .map(|items| {
+                    items
+                        .iter()
                         .filter_map(Value::as_str)
                         .take(1024)
                         .map(str::to_owned)
                         .collect()
                 })
                 .unwrap_or_default()
+        };
+        let resource_uris = if offers("resources", "subscribe") {
+            strings("resourceSubscriptions")
+        } else {
+            HashSet::new()
+        };
+        let task_ids = if crate::tasks::declared(capabilities) {
+            strings("taskIds")
         } else {
             HashSet::new()
         };
@@ -72,6 +84,7 @@ impl Filter {
             prompts: wants("promptsListChanged") && offers("prompts", "listChanged"),
             resources: wants("resourcesListChanged") && offers("resources", "listChanged"),
             resource_uris,
+            task_ids,
         }
     }
 
@@ -91,6 +104,11 @@ impl Filter {
             uris.sort();
             honoured.insert("resourceSubscriptions".into(), json!(uris));
         }
+        if !self.task_ids.is_empty() {
+            let mut ids: Vec<&String> = self.task_ids.iter().collect();
+            ids.sort();
+            honoured.insert("taskIds".into(), json!(ids));
+        }
         Value::Object(honoured)
     }
 
@@ -103,6 +121,10 @@ impl Filter {
                 .and_then(|p| p.get("uri"))
                 .and_then(Value::as_str)
                 .is_some_and(|uri| self.resource_uris.contains(uri)),
+            "notifications/tasks" => params
+                .and_then(|p| p.get("taskId"))
+                .and_then(Value::as_str)
+                .is_some_and(|id| self.task_ids.contains(id)),
             _ => false,
         }
     }

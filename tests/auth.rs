@@ -1860,6 +1860,7 @@ fn oauth_run(
 
 /// Issue 4's "done when": 401 → metadata → authorization server → token → tools → echo.
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn oauth_end_to_end_with_the_sdk_demo_authorization_server() {
     let Some((run, resource, issuer, proxy, _demo)) = oauth_run("/mcp", &[]) else {
         return;
@@ -1934,6 +1935,7 @@ fn oauth_end_to_end_with_the_sdk_demo_authorization_server() {
 /// `scopes_supported`), `--tool-scope echo=mcp:echo` (403 → re-authorization with both scopes →
 /// the same session continues).
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn oauth_step_up_end_to_end() {
     let Some((run, resource, issuer, _proxy, _demo)) = oauth_run(
         "/mcp",
@@ -1984,6 +1986,7 @@ fn oauth_step_up_end_to_end() {
 /// (`URL.href` adds the slash). For a resource without a path both spellings name the same
 /// resource, so the token is accepted and the flow completes.
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn oauth_end_to_end_with_a_pathless_resource() {
     let Some((run, _, _, _proxy, _demo)) = oauth_run("", &[]) else {
         return;

@@ -12,14 +12,14 @@
 //! `$CARGO_TARGET_TMPDIR/conformance/<alias>-<pid>/` (kept only when the suite fails); the failing
 //! checks are quoted in the panic message.
 //!
-//! The suite is installed by `.ci/run` (`npm ci` into `tests/conformance/node_modules`). Without
-//! it the tests print a skip line and pass, except under CI (`CI` set), where a missing install
-//! is a failure.
+//! The suite is installed by `.ci/run` (`npm ci` into `tests/conformance/node_modules`), which
+//! then runs these tests: they are `#[ignore]`d, so a plain `cargo test` lists them as ignored
+//! instead of passing without the suite; asked for without the install, they fail.
 
 #[path = "support/proxy.rs"]
 mod proxy;
 
-use proxy::{Server, in_ci};
+use proxy::Server;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -75,27 +75,17 @@ fn node_binary() -> PathBuf {
     conformance_dir().join("node_modules/node/bin/node")
 }
 
-/// The suite's CLI entry if everything is installed; otherwise skips (`None`) or, under CI,
-/// panics. An install of another version (stale `node_modules`) is always a failure.
-fn installed_entry(suite: &Suite) -> Option<PathBuf> {
+/// The suite's CLI entry; fails when the suite (or the version pinned) is not installed.
+fn installed_entry(suite: &Suite) -> PathBuf {
     let package = conformance_dir().join("node_modules").join(suite.alias);
     let entry = package.join(suite.entry);
     for marker in [node_binary(), entry.clone()] {
-        if marker.exists() {
-            continue;
-        }
-        if in_ci() {
-            panic!(
-                "the conformance suite is not installed ({} is missing) but CI is set: `.ci/run` \
-                 must install tests/conformance before running the tests",
-                marker.display()
-            );
-        }
-        println!(
-            "skipped: run .ci/run once to install the conformance suite ({} missing)",
+        assert!(
+            marker.exists(),
+            "the conformance suite is not installed ({} is missing): run `bash .ci/run`, which \
+             installs tests/conformance and runs the ignored tests",
             marker.display()
         );
-        return None;
     }
     let manifest = std::fs::read_to_string(package.join("package.json"))
         .unwrap_or_else(|e| panic!("reading {}/package.json: {e}", package.display()));
@@ -106,7 +96,7 @@ fn installed_entry(suite: &Suite) -> Option<PathBuf> {
         package.display(),
         suite.version
     );
-    Some(entry)
+    entry
 }
 
 /// Removes ANSI escape sequences (CSI `ESC [ ... final` and two-byte `ESC x`).
@@ -271,13 +261,17 @@ fn failed_checks(results: &Path, scenarios: &[String]) -> String {
 }
 
 fn conformance(suite: &Suite) {
-    let Some(entry) = installed_entry(suite) else {
-        return;
-    };
-    // Per process, so concurrent runs don't share it; removed again when the suite passes.
+    let entry = installed_entry(suite);
+    // Per suite run and process, so concurrent runs (two of one package) don't share it; removed
+    // again when the suite passes.
     let results = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("conformance")
-        .join(format!("{}-{}", suite.alias, std::process::id()));
+        .join(format!(
+            "{}-{}-{}",
+            suite.alias,
+            suite.args.join("_").replace('-', ""),
+            std::process::id()
+        ));
     let _ = std::fs::remove_dir_all(&results);
     std::fs::create_dir_all(&results)
         .unwrap_or_else(|e| panic!("creating {}: {e}", results.display()));
@@ -327,16 +321,19 @@ fn conformance(suite: &Suite) {
 }
 
 #[test]
+#[ignore = "needs the MCP conformance suite: `bash .ci/run` installs it and runs ignored tests"]
 fn conformance_0_1_16_suite_all() {
     conformance(&SUITE_0_1);
 }
 
 #[test]
+#[ignore = "needs the MCP conformance suite: `bash .ci/run` installs it and runs ignored tests"]
 fn conformance_0_2_0_alpha_12_requirements_2025_11_25() {
     conformance(&SUITE_0_2);
 }
 
 #[test]
+#[ignore = "needs the MCP conformance suite: `bash .ci/run` installs it and runs ignored tests"]
 fn conformance_0_2_0_alpha_12_requirements_2026_07_28() {
     conformance(&SUITE_0_2_MODERN);
 }

@@ -11,7 +11,7 @@
 #[path = "support/proxy.rs"]
 mod proxy;
 
-use proxy::{Server, in_ci};
+use proxy::Server;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
@@ -25,23 +25,16 @@ fn interop_dir() -> PathBuf {
         .join("interop")
 }
 
-/// `true` if the client is installed; otherwise skips (returns `false`) or, under CI, panics.
+/// `true` if the client is installed; otherwise panics: these tests are `#[ignore]`d and run
+/// only when asked for (`bash .ci/run` installs the clients, then runs them).
 fn client_installed(what: &str, marker: &Path) -> bool {
-    if marker.exists() {
-        return true;
-    }
-    if in_ci() {
-        panic!(
-            "{what} is not installed ({} is missing) but CI is set: `.ci/run` must install the \
-             interop clients before running the tests",
-            marker.display()
-        );
-    }
-    println!(
-        "skipped: run .ci/run once to install interop clients ({} missing)",
+    assert!(
+        marker.exists(),
+        "{what} is not installed ({} is missing): run `bash .ci/run`, which installs the interop \
+         clients and runs the ignored tests",
         marker.display()
     );
-    false
+    true
 }
 
 struct ClientRun {
@@ -158,36 +151,43 @@ fn python_client_over(label: &str, server_args: &[&str], transport: &str) {
 }
 
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn ts_sdk_client_streamable_http() {
     ts_client("ts_sdk_client_streamable_http", &[]);
 }
 
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn python_client_streamable_http() {
     python_client("python_client_streamable_http", &[]);
 }
 
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn ts_sdk_client_json_response() {
     ts_client("ts_sdk_client_json_response", &["--json-response"]);
 }
 
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn python_client_json_response() {
     python_client("python_client_json_response", &["--json-response"]);
 }
 
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn ts_sdk_client_stateless() {
     ts_client("ts_sdk_client_stateless", &["--stateless"]);
 }
 
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn ts_sdk_client_legacy_sse() {
     ts_client_over("ts_sdk_client_legacy_sse", &[], "sse");
 }
 
 #[test]
+#[ignore = "needs the Node/Python MCP clients: `bash .ci/run` installs them and runs ignored tests"]
 fn python_client_legacy_sse() {
     python_client_over("python_client_legacy_sse", &[], "sse");
 }

@@ -1155,9 +1155,10 @@ async fn server_discover_describes_the_server() {
         &call(&probe.url, &rpc(2, "server/discover", json!({}))).await,
         json!(2),
     );
+    // Plus the tasks extension, which the endpoint runs for servers (on by default).
     assert_eq!(
         result["capabilities"],
-        json!({ "tools": { "listChanged": true } })
+        json!({ "tools": { "listChanged": true }, "extensions": { "io.modelcontextprotocol/tasks": {} } })
     );
     assert_eq!(
         result["_meta"][SERVER_INFO],

@@ -18,9 +18,10 @@
 //!   JSON answer into a bare 408 without a JSON-RPC body.
 //! - `--connection-timeout` (`--connectionTimeout`) bounds `initialize`, the handshake with the
 //!   MCP server (npm: the initial connection to the server).
-//! - `--keep-alive-timeout` (`--keepAliveTimeout`) is hyper's HTTP/1 header-read timeout: its
-//!   timer starts when the connection waits for the next request's head, so it closes idle
-//!   keep-alive connections (and slow-loris headers). It never cuts a streaming response.
+//! - `--keep-alive-timeout` (`--keepAliveTimeout`) closes connections with no request in flight
+//!   for that long (idle HTTP/1 keep-alive, HTTP/2 with no open stream); the slow arrival of a
+//!   request head is bounded separately by `--header-read-timeout`. Neither ever cuts a
+//!   streaming response. See "Connections" below.
 //! - `--ssl-ca` turns on client-certificate verification (mutual TLS): a client must present a
 //!   certificate signed by that CA. The npm proxy accepts the CA but never verifies.
 //!
@@ -29,6 +30,42 @@
 //!   milliseconds; our seconds options read `MCP_PROXY_..._SECS`. A command line option wins
 //!   over an environment variable; the two spellings of one option on the same level are an
 //!   error.
+//!
+//! - `--max-sessions` defaults to 10,000 with the built-in server (an idle session costs about
+//!   0.5 KB of state and ~2 KB of RSS, so ~20 MB at the cap) and to 100 with a COMMAND, where
+//!   every session is a child process (tens of MB each for a Node or Python server). Streamable
+//!   HTTP and legacy SSE sessions count against the same cap, and with a COMMAND it is also the
+//!   cap on child processes (stateless requests included). `0` means no cap.
+//! - A session whose client sends nothing after the `initialize` answer ends after
+//!   `--session-handshake-timeout` (60 s), not the 30-minute idle timeout; a legacy SSE stream
+//!   whose client has not done so within it is closed.
+//!
+//! # Connections
+//!
+//! Every connection is watched from the moment it is accepted (after the TLS handshake, which
+//! has 10 s):
+//!
+//! - its first request must have arrived, head complete, within `--header-read-timeout`
+//!   (default 30 s): this closes sockets that send nothing, that drip the HTTP/2 preface or an
+//!   HTTP/1 head, and HTTP/2 connections that open no stream;
+//! - between requests, an HTTP/1 connection closes after `--keep-alive-timeout` (default 300 s,
+//!   npm's) without a new request, and once the first byte of the next head has arrived, the
+//!   head must be complete within `--header-read-timeout`;
+//! - an HTTP/2 connection with no open stream for `--keep-alive-timeout` is closed with GOAWAY;
+//!   while open it is pinged every `--http2-keep-alive-interval` (30 s) and closed if a ping
+//!   is not answered within `--http2-keep-alive-timeout` (20 s), so a vanished peer does not
+//!   hold an SSE stream forever;
+//! - a request head (request line and headers; for HTTP/2 the decoded header list) over
+//!   `--max-header-size` (32 KiB) gets 431 and the connection closes;
+//! - at most `--max-connections` connections are open at once (default 10,000, or half the
+//!   open-file limit if lower). At the limit the proxy stops accepting (new connections wait
+//!   in the kernel's accept queue) and logs `connection limit reached` at most once a minute.
+//!
+//! A request's body and response are not timed here: the body is bounded by
+//! `--max-body-size`, the answer by `--request-timeout`, SSE streams by keep-alive comments.
+//! Cleartext HTTP/2 (h2c with prior knowledge) stays on, as before: it is what reverse proxies
+//! speak to a backend, and the rules above bound it as tightly as HTTP/1. Behind TLS, HTTP/2 is
+//! chosen by ALPN.
 //!
 //! # Graceful shutdown (SIGINT, SIGTERM)
 //!
@@ -49,6 +86,7 @@
 //! the waiting. Legacy HTTP+SSE requests are answered over their session's stream, not their
 //! POST, so step 2 does not wait for them.
 
+use bytes::Bytes;
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
@@ -56,8 +94,6 @@ use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use mcp_tower_http::auth::{
     ApiKeys, BoxAuthenticator, ChallengeLayer, Either, IntrospectionAuthenticator, JwksSource,
@@ -70,23 +106,25 @@ use mcp_tower_http::origin::OriginLayer;
 use mcp_tower_http::session::SessionRegistry;
 use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
 use mcp_tower_http::stdio::{DEFAULT_GRACE, DEFAULT_MAX_POOLED, StdioCommand, StdioPool};
+use mcp_tower_http::stdio_server::StdioServerConfig;
 use mcp_tower_http::{
     MakeMcpService, McpService, McpStack, NotificationContext, RequestContext, SessionContext,
 };
 use serde_json::Value;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -106,7 +144,15 @@ npm mcp-proxy option names (accepted too; milliseconds where npm uses them):
 A command line option wins over an environment variable.
 
 Durations: a number of seconds (1.5), or with a unit: 500ms, 30s, 5m, 1h. 0 disables a
-timeout (a zero grace period shuts down at once).";
+timeout (a zero grace period shuts down at once).
+
+Logging goes to stderr, without colours unless stderr is a terminal (and NO_COLOR is unset).
+Its filter is --log-level, else --debug, else the RUST_LOG environment variable (same
+syntax: `debug`, `mcp_tower_http=trace,info`, ...), else `info`.
+
+A COMMAND starts at the first argument that is not an option; everything after it is passed
+to the command. Put it after `--` when it starts with `-` or to make that plain:
+  mcp-proxy --port 8080 -- npx -y @modelcontextprotocol/server-everything";
 
 /// Serve an MCP server over Streamable HTTP and the legacy HTTP+SSE transport.
 ///
@@ -292,7 +338,9 @@ struct Args {
     )]
     session_idle_timeout_ms: Option<u64>,
 
-    /// Refuse new sessions (503) beyond this many.
+    /// Refuse new sessions (503 + Retry-After) beyond this many, Streamable HTTP and legacy SSE
+    /// together; with a COMMAND also the cap on child processes. 0: no cap. [default: 10000;
+    /// 100 with a COMMAND]
     #[arg(
         long,
         env = "MCP_PROXY_MAX_SESSIONS",
@@ -300,6 +348,19 @@ struct Args {
         help_heading = "Sessions"
     )]
     max_sessions: Option<usize>,
+
+    /// End a session whose client sends nothing after the `initialize` answer (not even
+    /// notifications/initialized) within this long; close a legacy SSE stream that has not
+    /// got that far.
+    #[arg(
+        long,
+        env = "MCP_PROXY_SESSION_HANDSHAKE_TIMEOUT_SECS",
+        default_value = "60",
+        value_name = "SECS",
+        value_parser = parse_duration,
+        help_heading = "Sessions"
+    )]
+    session_handshake_timeout: Duration,
 
     // ----- Timeouts -----
     /// Longest wait for the MCP server's answer to one request; the client then gets
@@ -341,15 +402,15 @@ struct Args {
     )]
     connection_timeout_ms: Option<u64>,
 
-    /// Close HTTP/1 connections that send no request (or no complete request head) for this
-    /// long.
+    /// Close a connection with no request in flight for this long (HTTP/1 keep-alive, HTTP/2
+    /// with no open stream).
     #[arg(
         long,
         env = "MCP_PROXY_KEEP_ALIVE_TIMEOUT_SECS",
         default_value = "300",
         value_name = "SECS",
         value_parser = parse_duration,
-        help_heading = "Timeouts"
+        help_heading = "Connections"
     )]
     keep_alive_timeout: Duration,
 
@@ -360,6 +421,62 @@ struct Args {
         hide = true
     )]
     keep_alive_timeout_ms: Option<u64>,
+
+    /// Close a connection whose first request has not fully arrived (head complete) this long
+    /// after it was accepted (silent sockets, a dripped HTTP/2 preface, HTTP/2 without a
+    /// stream), and an HTTP/1 connection whose next request head takes this long to arrive.
+    #[arg(
+        long,
+        env = "MCP_PROXY_HEADER_READ_TIMEOUT_SECS",
+        default_value = "30",
+        value_name = "SECS",
+        value_parser = parse_duration,
+        help_heading = "Connections"
+    )]
+    header_read_timeout: Duration,
+
+    /// Largest request head (request line and headers) in bytes; larger gets 431.
+    #[arg(
+        long,
+        env = "MCP_PROXY_MAX_HEADER_SIZE",
+        default_value_t = 32 * 1024,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u32).range(8192..),
+        help_heading = "Connections"
+    )]
+    max_header_size: u32,
+
+    /// Connections open at once; beyond, new ones wait to be accepted. 0: no cap. [default:
+    /// 10000, or half the open-file limit if lower]
+    #[arg(
+        long,
+        env = "MCP_PROXY_MAX_CONNECTIONS",
+        value_name = "N",
+        help_heading = "Connections"
+    )]
+    max_connections: Option<usize>,
+
+    /// Interval of HTTP/2 PING frames on each connection; 0: no pings.
+    #[arg(
+        long,
+        env = "MCP_PROXY_HTTP2_KEEP_ALIVE_INTERVAL_SECS",
+        default_value = "30",
+        value_name = "SECS",
+        value_parser = parse_duration,
+        help_heading = "Connections"
+    )]
+    http2_keep_alive_interval: Duration,
+
+    /// Close an HTTP/2 connection whose peer does not answer a PING within this long.
+    #[arg(
+        long,
+        env = "MCP_PROXY_HTTP2_KEEP_ALIVE_TIMEOUT_SECS",
+        default_value = "20",
+        value_name = "SECS",
+        value_parser = parse_duration,
+        help_heading = "Connections"
+    )]
+    http2_keep_alive_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long in-flight requests may finish before sessions, streams
     /// and child processes are closed and the process exits.
@@ -518,6 +635,46 @@ struct Args {
     )]
     cwd: Option<PathBuf>,
 
+    /// Run the COMMAND through the shell, as npm mcp-proxy --shell does: the command and its
+    /// arguments are joined with spaces and run by `/bin/sh -c` (pipes, variables and quoting
+    /// are the shell's).
+    #[arg(
+        long,
+        env = "MCP_PROXY_SHELL",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        help_heading = "Child process"
+    )]
+    shell: Option<bool>,
+
+    // ----- Logging -----
+    /// The log filter: a level (error, warn, info, debug, trace) or RUST_LOG directives such
+    /// as `mcp_tower_http=debug,info`. Wins over --debug and RUST_LOG. [default: RUST_LOG,
+    /// else info]
+    #[arg(
+        long,
+        env = "MCP_PROXY_LOG_LEVEL",
+        value_name = "FILTER",
+        help_heading = "Logging"
+    )]
+    log_level: Option<String>,
+
+    /// Verbose logs (npm mcp-proxy's --debug): debug level for the proxy, info for libraries.
+    #[arg(
+        long,
+        env = "MCP_PROXY_DEBUG",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        help_heading = "Logging"
+    )]
+    debug: Option<bool>,
+
     #[command(flatten)]
     pool: PoolArgs,
 
@@ -554,12 +711,16 @@ struct Args {
     )]
     tunnel: Option<String>,
 
-    /// A stdio MCP server to serve instead of the built-in one (one child per session).
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// Serve the built-in server on stdin/stdout (newline-delimited JSON-RPC) instead of HTTP:
+    /// one session, logs on stderr, exit when stdin closes. HTTP options are ignored.
+    #[arg(long, help_heading = "Server")]
+    stdio: bool,
+
+    /// A stdio MCP server to serve instead of the built-in one (one child per session). It
+    /// starts at the first argument that is not an option; everything after it is its own.
+    // No `allow_hyphen_values`: an unknown option before the command is an error, not the
+    // command (`mcp-proxy --debgu --port 0` must not run `--debgu`).
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     command: Vec<String>,
 }
 
@@ -697,10 +858,11 @@ struct Config {
     max_body_size: usize,
     keep_alive: Option<Duration>,
     session_idle_timeout: Option<Duration>,
+    session_handshake_timeout: Option<Duration>,
     max_sessions: Option<usize>,
     request_timeout: Option<Duration>,
     connection_timeout: Option<Duration>,
-    keep_alive_timeout: Option<Duration>,
+    connections: ConnConfig,
     graceful_shutdown_timeout: Duration,
     allowed_origins: Vec<String>,
     allowed_hosts: Vec<String>,
@@ -709,8 +871,68 @@ struct Config {
     tls: Option<TlsFiles>,
     child_env: Vec<(String, String)>,
     cwd: Option<PathBuf>,
+    shell: bool,
     pool: PoolArgs,
     command: Vec<String>,
+    log_filter: LogFilter,
+}
+
+/// The connection flags; see "Connections" in the module docs.
+#[derive(Clone, Copy, Debug)]
+struct ConnConfig {
+    header_read_timeout: Option<Duration>,
+    keep_alive_timeout: Option<Duration>,
+    max_header_size: u32,
+    max_connections: Option<usize>,
+    http2_keep_alive_interval: Option<Duration>,
+    http2_keep_alive_timeout: Duration,
+}
+
+/// Where the log filter comes from.
+#[derive(Debug)]
+enum LogFilter {
+    /// `--log-level`, or `debug` for `--debug`.
+    Given(String),
+    /// `RUST_LOG`, else `info`.
+    Environment,
+}
+
+/// The session cap with the built-in server: an idle session is ~0.5 KB of state, ~2 KB of RSS.
+const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// The session cap with a COMMAND: each session is a child process.
+const DEFAULT_MAX_SESSIONS_COMMAND: usize = 100;
+/// The connection cap when the open-file limit is high (or unknown).
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// What `--debug` logs.
+const DEBUG_FILTER: &str = "mcp_proxy=debug,mcp_tower_http=debug,info";
+
+/// The default connection cap: 10,000, or half the open-file limit, leaving the other half for
+/// child pipes, the listener and files.
+fn default_max_connections() -> usize {
+    open_file_limit().map_or(DEFAULT_MAX_CONNECTIONS, |limit| {
+        usize::try_from(limit / 2)
+            .unwrap_or(usize::MAX)
+            .clamp(1, DEFAULT_MAX_CONNECTIONS)
+    })
+}
+
+/// The soft `RLIMIT_NOFILE`, if there is one.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the one `rlimit` it is given a pointer to.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    #[allow(clippy::useless_conversion)] // rlim_t is u64 on most targets, not all
+    (read && limit.rlim_cur != libc::RLIM_INFINITY).then(|| u64::from(limit.rlim_cur))
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> Option<u64> {
+    None
 }
 
 /// The authentication flags.
@@ -940,9 +1162,23 @@ impl Config {
             _ => return Err("TLS needs both --ssl-cert and --ssl-key".to_owned()),
         };
 
-        if args.command.is_empty() && (!args.child_env.is_empty() || args.cwd.is_some()) {
-            return Err("--env and --cwd apply to a COMMAND, and none was given".to_owned());
+        let shell = args.shell.unwrap_or(false);
+        if args.command.is_empty() && (!args.child_env.is_empty() || args.cwd.is_some() || shell) {
+            return Err(
+                "--env, --cwd and --shell apply to a COMMAND, and none was given".to_owned(),
+            );
         }
+        let max_sessions = match args.max_sessions {
+            None if args.command.is_empty() => Some(DEFAULT_MAX_SESSIONS),
+            None => Some(DEFAULT_MAX_SESSIONS_COMMAND),
+            Some(0) => None,
+            Some(n) => Some(n),
+        };
+        let log_filter = match (args.log_level, args.debug) {
+            (Some(filter), _) => LogFilter::Given(filter),
+            (None, Some(true)) => LogFilter::Given(DEBUG_FILTER.to_owned()),
+            _ => LogFilter::Environment,
+        };
 
         if let Some(tunnel) = &args.tunnel
             && !matches!(
@@ -972,10 +1208,22 @@ impl Config {
             },
             keep_alive: nonzero(args.keep_alive),
             session_idle_timeout: nonzero(session_idle_timeout),
-            max_sessions: args.max_sessions,
+            session_handshake_timeout: nonzero(args.session_handshake_timeout),
+            max_sessions,
             request_timeout: nonzero(request_timeout),
             connection_timeout: nonzero(connection_timeout),
-            keep_alive_timeout: nonzero(keep_alive_timeout),
+            connections: ConnConfig {
+                header_read_timeout: nonzero(args.header_read_timeout),
+                keep_alive_timeout: nonzero(keep_alive_timeout),
+                max_header_size: args.max_header_size,
+                max_connections: match args.max_connections {
+                    None => Some(default_max_connections()),
+                    Some(0) => None,
+                    Some(n) => Some(n),
+                },
+                http2_keep_alive_interval: nonzero(args.http2_keep_alive_interval),
+                http2_keep_alive_timeout: args.http2_keep_alive_timeout,
+            },
             graceful_shutdown_timeout,
             allowed_origins: args.allowed_origins,
             allowed_hosts: args.allowed_hosts,
@@ -993,18 +1241,74 @@ impl Config {
             tls,
             child_env: args.child_env,
             cwd: args.cwd,
+            shell,
             pool: args.pool,
             command: args.command,
+            log_filter,
         })
     }
 }
 
-fn main() -> ExitCode {
-    let matches = Args::command().get_matches();
-    let args = match Args::from_arg_matches(&matches) {
-        Ok(args) => args,
-        Err(e) => e.exit(),
+/// Parses the command line; an unknown option is an error naming it, with the hint that a
+/// command goes after `--` (exit 2).
+fn parse_args() -> (Args, ArgMatches) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let matches = match Args::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(mut e) => {
+            if e.kind() == ErrorKind::UnknownArgument {
+                let tip = match e.get(ContextKind::SuggestedArg) {
+                    // clap found a close match: that is the likelier fix.
+                    Some(_) => None,
+                    None => Some(
+                        "to run a command that takes this option, put the command after `--`: \
+                         mcp-proxy [OPTIONS] -- COMMAND [ARGS]..."
+                            .to_owned(),
+                    ),
+                };
+                if let Some(tip) = tip {
+                    e.insert(
+                        ContextKind::Suggested,
+                        ContextValue::StyledStrs(vec![tip.into()]),
+                    );
+                }
+            }
+            // Exit code 2 for usage errors, 0 for --help and --version.
+            e.exit();
+        }
     };
+    match Args::from_arg_matches(&matches) {
+        Ok(args) => (args, matches),
+        Err(e) => e.exit(),
+    }
+}
+
+/// Logs to stderr, in colour only on a terminal.
+fn init_logging(filter: &LogFilter) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        LogFilter::Given(directives) => EnvFilter::builder()
+            .parse(directives)
+            .map_err(|e| format!("--log-level `{directives}`: {e}"))?,
+        LogFilter::Environment => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+        }
+    };
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_env_filter(filter)
+        .init();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let (args, matches) = parse_args();
+    if args.stdio {
+        return serve_stdio(&args);
+    }
     let config = match Config::resolve(args, &matches) {
         Ok(config) => config,
         Err(e) => {
@@ -1012,13 +1316,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(e) = init_logging(&config.log_filter) {
+        eprintln!("mcp-proxy: {e}");
+        return ExitCode::from(2);
+    }
     let tls = match config.tls.as_ref().map(load_tls).transpose() {
         Ok(tls) => tls,
         Err(e) => {
@@ -1038,9 +1339,18 @@ fn main() -> ExitCode {
     };
     let served = match config.command.split_first() {
         Some((program, rest)) => {
-            let mut command = StdioCommand::new(program)
-                .args(rest)
-                .grace_period(child_grace(config.graceful_shutdown_timeout));
+            let command = if config.shell {
+                // As Node's spawn with `shell: true`: joined with spaces, no quoting.
+                StdioCommand::shell(config.command.join(" "))
+            } else {
+                StdioCommand::new(program).args(rest)
+            };
+            let mut command = command
+                .grace_period(child_grace(config.graceful_shutdown_timeout))
+                // One child per session: the session cap is the process cap (stateless
+                // requests, which get a child each, included; 2026-07-28 requests share the
+                // pool, bounded by --max-pooled).
+                .max_processes(config.max_sessions);
             for (key, value) in &config.child_env {
                 command = command.env(key, value);
             }
@@ -1172,6 +1482,7 @@ struct ManagedService<S> {
 
 impl<S: McpService> ManagedService<S> {
     async fn bounded(&self, request: RpcRequest, cx: RequestContext) -> Result<Value, ErrorObject> {
+        tracing::debug!(method = %request.method, id = %request.id, "MCP request");
         let limit = if request.method == "initialize" {
             self.initialize
         } else {
@@ -1296,11 +1607,25 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// The stack with in-flight accounting around it.
+/// The stack with in-flight accounting around it: the process-wide count of requests for
+/// graceful shutdown, and the requests of one connection for its idle rules.
 #[derive(Clone, Debug)]
 struct Tracked<S> {
     inner: S,
     in_flight: InFlight,
+    /// The connection this clone serves (`None` on the shared template).
+    connection: Option<Arc<Activity>>,
+}
+
+impl<S: Clone> Tracked<S> {
+    /// A clone that also counts the requests of one connection.
+    fn for_connection(&self, activity: Arc<Activity>) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            in_flight: self.in_flight.clone(),
+            connection: Some(activity),
+        }
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -1320,10 +1645,21 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let guard = (req.method() != Method::GET).then(|| self.in_flight.enter());
+        let request = self.connection.as_ref().map(Activity::begin);
+        // The request log of --debug; nothing is copied unless it is on.
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
-            Ok(response.map(|inner| TrackedBody { inner, guard }))
+            if let Some((method, path)) = logged {
+                tracing::debug!(%method, path, status = response.status().as_u16(), "HTTP request");
+            }
+            Ok(response.map(|inner| TrackedBody {
+                inner,
+                guard,
+                request,
+            }))
         })
     }
 }
@@ -1334,6 +1670,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         guard: Option<InFlightGuard>,
+        request: Option<RequestGuard>,
     }
 }
 
@@ -1349,6 +1686,7 @@ impl<B: Body> Body for TrackedBody<B> {
         let polled = this.inner.poll_frame(cx);
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
             this.guard.take();
+            this.request.take();
         }
         polled
     }
@@ -1359,6 +1697,472 @@ impl<B: Body> Body for TrackedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+// ----- Connections: the rules of "Connections" in the module docs -----
+
+/// The HTTP/2 connection preface, which a cleartext HTTP/2 client sends first.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How an HTTP/2 connection closed for idleness may take to send GOAWAY and close.
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
+/// How connections are served and when they are closed.
+#[derive(Debug)]
+struct ConnSettings {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    header_read_timeout: Option<Duration>,
+    keep_alive_timeout: Option<Duration>,
+}
+
+impl ConnSettings {
+    fn new(config: &ConnConfig) -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            // hyper's timer starts when the connection goes idle, so it cannot tell keep-alive
+            // from a slow head; the watchdog below times both.
+            .header_read_timeout(None)
+            .max_header_size(config.max_header_size as usize);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(config.max_header_size)
+            .keep_alive_interval(config.http2_keep_alive_interval)
+            .keep_alive_timeout(config.http2_keep_alive_timeout);
+        Self {
+            http1,
+            http2,
+            header_read_timeout: config.header_read_timeout,
+            keep_alive_timeout: config.keep_alive_timeout,
+        }
+    }
+}
+
+/// The cap on open connections: a permit per connection, waited for before `accept`.
+struct ConnectionLimit {
+    slots: Option<Arc<Semaphore>>,
+    max: usize,
+    last_warning: Option<Instant>,
+}
+
+impl ConnectionLimit {
+    fn new(max: Option<usize>) -> Self {
+        Self {
+            slots: max.map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)))),
+            max: max.unwrap_or(usize::MAX),
+            last_warning: None,
+        }
+    }
+
+    /// Room for one more connection (`None` without a cap); at the cap, waits for a connection
+    /// to close, saying so in the log at most once a minute.
+    async fn acquire(&mut self) -> Option<OwnedSemaphorePermit> {
+        let slots = self.slots.as_ref()?;
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            tracing::warn!(
+                max_connections = self.max,
+                "connection limit reached: new connections wait until one closes (--max-connections)"
+            );
+            self.last_warning = Some(Instant::now());
+        }
+        slots.clone().acquire_owned().await.ok()
+    }
+}
+
+/// Why a connection is closed by its watchdog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    /// No complete first request within the header-read timeout.
+    FirstRequest,
+    /// An HTTP/1 request head took longer than the header-read timeout.
+    Header,
+    /// No request in flight for the keep-alive timeout.
+    Idle,
+}
+
+impl Expiry {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::FirstRequest => "no complete request within the header-read timeout",
+            Self::Header => "request head not complete within the header-read timeout",
+            Self::Idle => "idle for the keep-alive timeout",
+        }
+    }
+}
+
+/// No HTTP/1 head has started arriving since the connection went idle.
+const NO_HEAD: u64 = u64::MAX;
+
+/// What one connection is doing, shared by its reader, its requests and its watchdog. Times are
+/// milliseconds since the connection was accepted.
+#[derive(Debug)]
+struct Activity {
+    accepted: Instant,
+    /// Requests whose response has not ended.
+    in_flight: AtomicUsize,
+    /// A first request has arrived.
+    started: AtomicBool,
+    http2: AtomicBool,
+    /// When the last response ended.
+    idle_since: AtomicU64,
+    /// When the first bytes of the next HTTP/1 head arrived, or [`NO_HEAD`].
+    head_started: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            accepted: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            head_started: AtomicU64::new(NO_HEAD),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Bytes arrived: on an idle HTTP/1 connection they start the next head.
+    fn on_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && !self.http2.load(Ordering::Relaxed)
+            && self.head_started.load(Ordering::Relaxed) == NO_HEAD
+        {
+            self.head_started.store(self.now(), Ordering::Release);
+        }
+    }
+
+    /// A request arrived (its head is complete).
+    fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if !self.started.load(Ordering::Relaxed) {
+            self.started.store(true, Ordering::Release);
+        }
+        self.head_started.store(NO_HEAD, Ordering::Release);
+        RequestGuard(self.clone())
+    }
+
+    /// When the connection is due to close and why; `None` while a request is in flight.
+    fn deadline(&self, settings: &ConnSettings) -> Option<(u64, Expiry)> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let head = if !self.started.load(Ordering::Acquire) {
+            Some((0, Expiry::FirstRequest))
+        } else if self.http2.load(Ordering::Relaxed) {
+            None
+        } else {
+            match self.head_started.load(Ordering::Acquire) {
+                NO_HEAD => None,
+                at => Some((at, Expiry::Header)),
+            }
+        };
+        if let (Some((from, why)), Some(limit)) = (head, settings.header_read_timeout) {
+            return Some((from.saturating_add(ms(limit)), why));
+        }
+        let idle_since = self.idle_since.load(Ordering::Acquire);
+        settings
+            .keep_alive_timeout
+            .map(|limit| (idle_since.saturating_add(ms(limit)), Expiry::Idle))
+    }
+}
+
+/// A request of a connection, until its response ends.
+#[derive(Debug)]
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        // Stamped before the count drops, so a watchdog that sees no request in flight sees
+        // when the last one ended.
+        self.0.idle_since.store(self.0.now(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Resolves when the connection is due to close. It re-reads the connection's state at its
+/// deadline, and at least every `min(header-read, keep-alive)` timeout, so requests need not
+/// wake it: closing on time costs them a few atomic operations.
+async fn watchdog(activity: &Activity, settings: &ConnSettings) -> Expiry {
+    let period = [settings.header_read_timeout, settings.keep_alive_timeout]
+        .into_iter()
+        .flatten()
+        .min();
+    let Some(period) = period else {
+        return std::future::pending().await;
+    };
+    let period = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let now = activity.now();
+        let wake = match activity.deadline(settings) {
+            Some((at, why)) if at <= now => return why,
+            Some((at, _)) => at.min(now.saturating_add(period)),
+            None => now.saturating_add(period),
+        };
+        tokio::time::sleep_until(activity.accepted + Duration::from_millis(wake)).await;
+    }
+}
+
+/// One accepted connection and what it needs to be served.
+struct Connection<S> {
+    peer: SocketAddr,
+    service: Tracked<S>,
+    settings: Arc<ConnSettings>,
+    /// Turns `true` when the proxy shuts down.
+    draining: watch::Receiver<bool>,
+    _counted: InFlightGuard,
+    /// Its room under `--max-connections`.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<S, B> Connection<S>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Detects the protocol and serves the connection until it ends or its watchdog closes it.
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            peer,
+            service,
+            settings,
+            mut draining,
+            ..
+        } = self;
+        let activity = Arc::new(Activity::new());
+        let mut io = Watched {
+            io,
+            activity: activity.clone(),
+        };
+        let detected = tokio::select! {
+            detected = detect(&mut io) => detected,
+            expiry = watchdog(&activity, &settings) => {
+                tracing::debug!(%peer, "closing connection: {}", expiry.reason());
+                return;
+            }
+            () = drained(&mut draining) => return,
+        };
+        let (http2, prefix) = match detected {
+            Ok(Some(detected)) => detected,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection failed before its first request");
+                return;
+            }
+        };
+        activity.http2.store(http2, Ordering::Release);
+        let io = TokioIo::new(Prefixed { prefix, io });
+        let service = TowerToHyperService::new(service.for_connection(activity.clone()));
+        let ended = if http2 {
+            let connection = settings.http2.serve_connection(io, service);
+            drive(connection, &activity, &settings, draining, |c| {
+                c.graceful_shutdown()
+            })
+            .await
+        } else {
+            let connection = settings.http1.serve_connection(io, service);
+            drive(connection, &activity, &settings, draining, |c| {
+                c.graceful_shutdown()
+            })
+            .await
+        };
+        match ended {
+            Ok(Some(expiry)) => {
+                tracing::debug!(%peer, "closing connection: {}", expiry.reason());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        }
+    }
+}
+
+/// Runs a hyper connection: shuts it down gracefully when the proxy drains, closes it when its
+/// watchdog says so (HTTP/2 first sends GOAWAY). `Some` names why the watchdog closed it.
+async fn drive<C, E>(
+    connection: C,
+    activity: &Activity,
+    settings: &ConnSettings,
+    mut draining: watch::Receiver<bool>,
+    graceful: impl Fn(Pin<&mut C>),
+) -> Result<Option<Expiry>, E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => return ended.map(|()| None),
+            expiry = watchdog(activity, settings) => {
+                // No stream is open: HTTP/2 says goodbye (GOAWAY) and closes at once. An
+                // HTTP/1 connection is dropped: it is idle or has half a head, nothing to finish.
+                if activity.http2.load(Ordering::Relaxed) {
+                    graceful(connection.as_mut());
+                    let _ = tokio::time::timeout(GOAWAY_GRACE, connection.as_mut()).await;
+                }
+                return Ok(Some(expiry));
+            }
+            () = drained(&mut draining), if !shutting_down => {
+                shutting_down = true;
+                graceful(connection.as_mut());
+            }
+        }
+    }
+}
+
+/// Resolves once the proxy drains its connections (or is gone).
+async fn drained(draining: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, not held across an await.
+    let _ = draining.wait_for(|stop| *stop).await;
+}
+
+/// Reads the first bytes, as far as they can be the HTTP/2 preface: `(true, preface)` for
+/// cleartext HTTP/2, `(false, bytes)` for HTTP/1, `None` if the peer closed without a byte.
+async fn detect<I: AsyncRead + Unpin>(io: &mut I) -> std::io::Result<Option<(bool, Bytes)>> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = io.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            return Ok((filled > 0).then(|| (false, Bytes::copy_from_slice(&buf[..filled]))));
+        }
+        filled += n;
+        if buf[..filled] != H2_PREFACE[..filled] {
+            return Ok(Some((false, Bytes::copy_from_slice(&buf[..filled]))));
+        }
+    }
+    Ok(Some((true, Bytes::copy_from_slice(&buf))))
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's stream with the bytes read during protocol detection put back in front.
+    struct Prefixed<I> {
+        prefix: Bytes,
+        #[pin]
+        io: I,
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for Prefixed<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        this.io.poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's stream that tells its [`Activity`] when bytes arrive.
+    struct Watched<I> {
+        #[pin]
+        io: I,
+        activity: Arc<Activity>,
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for Watched<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.io.poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.on_read();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for Watched<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
     }
 }
 
@@ -1436,6 +2240,7 @@ async fn serve<M: MakeMcpService>(
         .json_response(config.json_response)
         .max_body_size(config.max_body_size)
         .session_idle_timeout(config.session_idle_timeout)
+        .session_handshake_timeout(config.session_handshake_timeout)
         .max_sessions(config.max_sessions)
         .keep_alive(config.keep_alive)
         .into_service();
@@ -1445,13 +2250,12 @@ async fn serve<M: MakeMcpService>(
     let service = Tracked {
         inner: service,
         in_flight: in_flight.clone(),
+        connection: None,
     };
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.keep_alive_timeout);
+    let settings = Arc::new(ConnSettings::new(&config.connections));
+    let mut limit = ConnectionLimit::new(config.connections.max_connections);
+    let connections = InFlight::new();
+    let (drain, draining) = watch::channel(false);
 
     let listener = TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
     let local = listener.local_addr()?;
@@ -1469,45 +2273,51 @@ async fn serve<M: MakeMcpService>(
         );
     }
 
-    let graceful = GracefulShutdown::new();
     let signal = loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // SSE frames are small writes: without NODELAY, Nagle + delayed ACK add ~40 ms.
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "set_nodelay failed");
-                }
-                let watcher = graceful.watcher();
-                let service = service.clone();
-                let builder = builder.clone();
-                match &tls {
-                    None => {
-                        tokio::spawn(serve_connection(stream, peer, service, builder, watcher));
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => {
-                                    serve_connection(stream, peer, service, builder, watcher).await;
-                                }
-                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                            }
-                        });
-                    }
-                }
-            }
+        // Room for one more connection first: at the limit, connections wait in the backlog.
+        let permit = tokio::select! {
+            permit = limit.acquire() => permit,
             signal = signals.recv() => break signal,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            signal = signals.recv() => break signal,
+        };
+        // SSE frames are small writes: without NODELAY, Nagle + delayed ACK add ~40 ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay failed");
+        }
+        let connection = Connection {
+            peer,
+            service: service.clone(),
+            settings: settings.clone(),
+            draining: draining.clone(),
+            _counted: connections.enter(),
+            _permit: permit,
+        };
+        match &tls {
+            None => {
+                tokio::spawn(connection.serve(stream));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
         }
     };
     drop(listener);
@@ -1515,7 +2325,8 @@ async fn serve<M: MakeMcpService>(
         signal,
         config.graceful_shutdown_timeout,
         Teardown {
-            connections: graceful,
+            connections,
+            drain,
             in_flight,
             stop,
             sessions,
@@ -1529,32 +2340,12 @@ async fn serve<M: MakeMcpService>(
     Ok(())
 }
 
-async fn serve_connection<I, S, B>(
-    io: I,
-    peer: SocketAddr,
-    service: S,
-    builder: Builder<TokioExecutor>,
-    watcher: Watcher,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
-}
-
 /// What the shutdown acts on.
 struct Teardown {
-    connections: GracefulShutdown,
+    /// The open connections.
+    connections: InFlight,
+    /// Tells every connection to shut down gracefully.
+    drain: watch::Sender<bool>,
     in_flight: InFlight,
     stop: watch::Sender<bool>,
     sessions: Arc<SessionRegistry>,
@@ -1584,6 +2375,7 @@ async fn shutdown(
 ) {
     let Teardown {
         connections,
+        drain,
         in_flight,
         stop,
         sessions,
@@ -1600,7 +2392,7 @@ async fn shutdown(
         "shutting down"
     );
     // Idle connections close now; busy ones after their current response (no keep-alive).
-    let connections = tokio::spawn(connections.shutdown());
+    drain.send_replace(true);
 
     let mut forced = false;
     tokio::select! {
@@ -1647,7 +2439,7 @@ async fn shutdown(
     }
 
     tokio::select! {
-        _ = connections => tracing::info!("all connections closed"),
+        () = connections.idle() => tracing::info!("all connections closed"),
         () = tokio::time::sleep_until(deadline.max(Instant::now() + Duration::from_millis(100))) => {
             tracing::warn!("connections still open at the end of the grace period; closing them");
         }
@@ -1708,6 +2500,54 @@ impl Signals {
                 Ok(()) => "Ctrl-C",
                 Err(_) => std::future::pending().await,
             }
+        }
+    }
+}
+
+// ----- --stdio -----
+
+/// `mcp-proxy --stdio`: the built-in server for one client on stdin/stdout, with no HTTP
+/// listener. stdout carries only the protocol; logs go to stderr. Exits 0 when stdin closes.
+fn serve_stdio(args: &Args) -> ExitCode {
+    if !args.command.is_empty() {
+        eprintln!(
+            "mcp-proxy: --stdio serves the built-in server and takes no COMMAND (drop --stdio to put a stdio server on HTTP)"
+        );
+        return ExitCode::from(2);
+    }
+    // The same filter rules as the HTTP mode (--log-level, --debug, RUST_LOG).
+    let filter = match (&args.log_level, args.debug) {
+        (Some(filter), _) => LogFilter::Given(filter.clone()),
+        (None, Some(true)) => LogFilter::Given(DEBUG_FILTER.to_owned()),
+        _ => LogFilter::Environment,
+    };
+    if let Err(e) = init_logging(&filter) {
+        eprintln!("mcp-proxy: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mcp-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let make = |_: &SessionContext<'_>| EverythingServer::new();
+    let served = runtime.block_on(StdioServerConfig::new().serve(
+        make,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    ));
+    // A stdin read still blocked in its thread (the session ended first) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-proxy: {e}");
+            ExitCode::FAILURE
         }
     }
 }

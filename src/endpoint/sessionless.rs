@@ -6,6 +6,12 @@
 //! first (progress, logs): then the response becomes an SSE stream of that request only. A client
 //! that closes that stream cancels the handler. Before anything has been sent, a `-32601` from the
 //! handler is answered with HTTP 404 and a `-32021` with 400, as the revision requires.
+//!
+//! Tasks (see [`crate::tasks`]): unless the server advertises the tasks extension itself (then it
+//! answers `tasks/*` on its own), the endpoint advertises it, answers `tasks/*` from its
+//! [`TaskRuntime`], and lets `tools/call` handlers become tasks. A handler that does is answered
+//! with the `CreateTaskResult` at once (on its stream, if one is open) and goes on in the
+//! background until it ends, is cancelled (`tasks/cancel` drops it) or outlives the task's TTL.
 
 use super::{STREAM_CAPACITY, respond};
 use crate::error::{TransportError, TransportErrorKind};
@@ -20,15 +26,18 @@ use crate::service::{
 };
 use crate::sse::{MessageStream, Outgoing, StreamEvent};
 use crate::subscriptions::ListenHub;
+use crate::tasks::{LiveTask, TaskHook, TaskRecord, TaskRuntime, Tasks};
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::future::Fuse;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::{OnceCell, mpsc, oneshot};
 
 /// Methods of the 2025 revisions that 2026-07-28 removed: 404 `-32601`.
 const REMOVED: [&str; 5] = [
@@ -85,6 +94,8 @@ pub(crate) struct Discovery {
     result: Value,
     capabilities: Value,
     server_info: Option<Value>,
+    /// The endpoint runs tasks for this server (it does not advertise the extension itself).
+    tasks: bool,
 }
 
 impl Discovery {
@@ -104,13 +115,17 @@ pub(crate) struct Shared {
     pub(crate) tools: ToolHeaders,
     pub(crate) ttl_ms: u64,
     pub(crate) cache_scope: CacheScope,
+    /// `None`: tasks are off.
+    pub(crate) tasks: Option<Arc<TaskRuntime>>,
 }
 
 impl Default for Shared {
     fn default() -> Self {
+        let hub = Arc::new(ListenHub::default());
         Self {
             discovery: OnceCell::new(),
-            hub: Arc::new(ListenHub::default()),
+            tasks: Some(Arc::new(TaskRuntime::new(Tasks::default(), hub.clone()))),
+            hub,
             sealer: StateSealer::default(),
             tools: ToolHeaders::new(),
             ttl_ms: 0,
@@ -129,8 +144,14 @@ impl Shared {
             tools: self.tools.clone(),
             ttl_ms: self.ttl_ms,
             cache_scope: self.cache_scope,
+            tasks: self.tasks.clone(),
         };
         change(&mut next);
+        // Task notifications go to the (possibly new) hub.
+        next.tasks = next
+            .tasks
+            .take()
+            .map(|tasks| Arc::new(tasks.rehomed(next.hub.clone())));
         next
     }
 
@@ -140,7 +161,13 @@ impl Shared {
         parts: &http::request::Parts,
     ) -> Result<Arc<Discovery>, ErrorObject> {
         self.discovery
-            .get_or_try_init(|| async { discover(make, parts, &self.tools).await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                let mut discovery = discover(make, parts, &self.tools).await?;
+                if self.tasks.is_some() {
+                    offer_tasks(&mut discovery);
+                }
+                Ok(Arc::new(discovery))
+            })
             .await
             .cloned()
     }
@@ -166,6 +193,29 @@ impl Shared {
                 .or_insert_with(|| self.cache_scope.as_str().into());
         }
     }
+}
+
+/// Advertises the tasks extension the endpoint runs, unless the server advertises it itself
+/// (then the server answers `tasks/*`).
+fn offer_tasks(discovery: &mut Discovery) {
+    if crate::tasks::declared(&discovery.capabilities) {
+        return;
+    }
+    let advertise = |capabilities: &mut Value| {
+        if !capabilities.is_object() {
+            *capabilities = json!({});
+        }
+        let extensions = &mut capabilities["extensions"];
+        if !extensions.is_object() {
+            *extensions = json!({});
+        }
+        extensions[crate::tasks::EXTENSION_ID] = json!({});
+    };
+    advertise(&mut discovery.capabilities);
+    if let Value::Object(result) = &mut discovery.result {
+        advertise(result.entry("capabilities").or_insert_with(|| json!({})));
+    }
+    discovery.tasks = true;
 }
 
 /// Builds the discover result: the server's own answer to `server/discover`, or else one made
@@ -269,6 +319,7 @@ async fn discover_with<S: McpService>(
         result,
         capabilities,
         server_info,
+        tasks: false,
     })
 }
 
@@ -312,7 +363,7 @@ fn reject(kind: TransportErrorKind, id: &Id, error: ErrorObject) -> Response<Ful
 pub(super) async fn run<M: MakeMcpService>(
     make: Arc<M>,
     shared: Arc<Shared>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     payload: Payload,
     meta: Arc<RequestMeta>,
 ) -> Response<Full<Bytes>> {
@@ -360,6 +411,17 @@ pub(super) async fn run<M: MakeMcpService>(
         }
         "subscriptions/listen" => {
             let requested = request.params.as_ref().and_then(|p| p.get("notifications"));
+            let wants_tasks = requested
+                .and_then(|r| r.get("taskIds"))
+                .and_then(Value::as_array)
+                .is_some_and(|ids| !ids.is_empty());
+            if wants_tasks
+                && crate::tasks::declared(&discovery.capabilities)
+                && !crate::tasks::declared(&meta.client_capabilities)
+            {
+                let e = crate::tasks::tasks_required();
+                return reject(TransportErrorKind::MissingCapability, &id, e);
+            }
             return match shared
                 .hub
                 .open(principal, &id, requested, &discovery.capabilities)
@@ -378,6 +440,20 @@ pub(super) async fn run<M: MakeMcpService>(
             };
         }
         _ => {}
+    }
+    if discovery.tasks
+        && let Some(runtime) = &shared.tasks
+        && let Some(answer) = task_method(
+            &shared,
+            &discovery,
+            runtime,
+            &meta,
+            principal.as_deref(),
+            &request,
+        )
+        .await
+    {
+        return answer;
     }
     if let Some(capability) = capability_of(&method)
         && !discovery.offers(capability)
@@ -412,6 +488,23 @@ pub(super) async fn run<M: MakeMcpService>(
         Err(e) => return in_band(id, e),
     };
 
+    // A `tools/call` handler may become a task: it signals the runtime's task on this channel.
+    let runtime = shared
+        .tasks
+        .clone()
+        .filter(|_| discovery.tasks && method == "tools/call");
+    let (signal_tx, signal_rx) = oneshot::channel();
+    match &runtime {
+        Some(runtime) => {
+            let accepts = crate::tasks::declared(&meta.client_capabilities);
+            let owner = principal.as_deref().map(str::to_owned);
+            let hook = TaskHook::new(runtime.clone(), accepts, owner, signal_tx);
+            parts.extensions.insert(Arc::new(hook));
+        }
+        None => drop(signal_tx),
+    }
+    let mut signal = signal_rx.fuse();
+
     let (tx, mut rx) = mpsc::channel(STREAM_CAPACITY);
     let peer = Peer::sessionless(
         Route::Stream(tx),
@@ -436,41 +529,73 @@ pub(super) async fn run<M: MakeMcpService>(
     };
     let handling = {
         let service = service.clone();
-        let shared = shared.clone();
+        let id = id.clone();
         async move {
-            let outcome = AssertUnwindSafe(service.handle_request(request, cx))
+            AssertUnwindSafe(service.handle_request(request, cx))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
                     tracing::error!(request = %id, "MCP handler panicked");
                     Err(ErrorObject::internal())
-                });
+                })
+        }
+    };
+    let finish = {
+        let (shared, discovery, id) = (shared.clone(), discovery.clone(), id.clone());
+        move |outcome| {
             conclude(
                 &shared, &discovery, principal, &method, params, id, round, outcome,
             )
         }
     };
+    let created = {
+        let (shared, discovery, id) = (shared.clone(), discovery.clone(), id.clone());
+        move |record: TaskRecord| {
+            let mut result = record.to_create_result();
+            shared.stamp("tools/call", &mut result, &discovery);
+            Message::result(id, result)
+        }
+    };
     let mut handling = Box::pin(handling);
     tokio::select! {
         biased;
-        answer = &mut handling => {
+        Ok(task) = &mut signal => {
+            let answer = created(task.snapshot().await);
+            let events = drain(&mut rx);
+            drop(rx);
+            tokio::spawn(run_task(handling, task, runtime, service));
+            answer_with(events, answer)
+        }
+        outcome = &mut handling => {
             service.close().await;
             // Notifications sent before the answer go first, on a stream.
-            let mut events = Vec::new();
-            while let Ok(StreamEvent::Message(message)) = rx.try_recv() {
-                events.push(message);
+            let events = drain(&mut rx);
+            // It became a task and ended within one poll: the task has the outcome.
+            if let Some(task) = announced(&mut signal) {
+                settle(&task, outcome, runtime.as_deref()).await;
+                return answer_with(events, created(task.snapshot().await));
             }
+            let answer = finish(outcome);
             if events.is_empty() {
                 return answer.into_response();
             }
-            events.push(answer.into_message());
-            respond(StatusCode::OK, Some(Outgoing::Batch(events)))
+            answer_with(events, answer.into_message())
         }
         Some(first) = rx.recv() => {
             let (out, out_rx) = mpsc::channel(STREAM_CAPACITY);
             let _ = out.try_send(first);
             tokio::spawn(async move {
-                stream(handling, rx, &out).await;
+                let (rt, signal) = (runtime.as_deref(), &mut signal);
+                let task = stream(&mut handling, rx, &out, finish, signal, created, rt).await;
+                drop(out);
+                if let Some(task) = task {
+                    return run_task(handling, task, runtime, service).await;
+                }
+                // A task its client left before hearing of it ends with the handler.
+                if let Some(task) = announced(signal) {
+                    let e = ErrorObject::new(ErrorCode::INTERNAL_ERROR, "the client left");
+                    settle(&task, Err(e), runtime.as_deref()).await;
+                }
                 service.close().await;
             });
             respond(StatusCode::OK, Some(Outgoing::Stream(MessageStream::new(out_rx))))
@@ -478,39 +603,191 @@ pub(super) async fn run<M: MakeMcpService>(
     }
 }
 
-/// Forwards a handler's messages and then its answer to the client's stream; returns early (and
-/// so drops the handler: it is cancelled) when the client closes the stream.
-async fn stream(
-    mut handling: std::pin::Pin<Box<impl Future<Output = Answer>>>,
+/// The task the handler became, if it signalled one that was not taken yet.
+fn announced(signal: &mut Fuse<oneshot::Receiver<Arc<LiveTask>>>) -> Option<Arc<LiveTask>> {
+    signal.now_or_never().and_then(Result::ok)
+}
+
+/// Records a task handler's outcome and forgets the running task.
+async fn settle(
+    task: &LiveTask,
+    outcome: Result<Value, ErrorObject>,
+    runtime: Option<&TaskRuntime>,
+) {
+    let outcome = match outcome {
+        // `ask` inside a task waits for `tasks/update` instead of ending a round.
+        Err(e) if is_input_required(&e) => Err(ErrorObject::internal()),
+        outcome => outcome,
+    };
+    task.finish(outcome).await;
+    if let Some(runtime) = runtime {
+        runtime.finished(task.task_id());
+    }
+}
+
+/// The messages a handler has queued so far.
+fn drain(rx: &mut mpsc::Receiver<StreamEvent>) -> Vec<Message> {
+    let mut events = Vec::new();
+    while let Ok(StreamEvent::Message(message)) = rx.try_recv() {
+        events.push(message);
+    }
+    events
+}
+
+/// The answer, after the notifications sent before it (then on a stream).
+fn answer_with(mut events: Vec<Message>, answer: Message) -> Response<Full<Bytes>> {
+    if events.is_empty() {
+        return respond(StatusCode::OK, Some(Outgoing::One(answer)));
+    }
+    events.push(answer);
+    respond(StatusCode::OK, Some(Outgoing::Batch(events)))
+}
+
+/// `tasks/*` on an endpoint that runs tasks (see [`crate::tasks`]); `None` for other methods.
+async fn task_method(
+    shared: &Shared,
+    discovery: &Discovery,
+    runtime: &TaskRuntime,
+    meta: &RequestMeta,
+    principal: Option<&str>,
+    request: &Request,
+) -> Option<Response<Full<Bytes>>> {
+    let (id, method) = (&request.id, request.method.as_str());
+    match method {
+        "tasks/get" | "tasks/update" | "tasks/cancel" => {}
+        "tasks/result" | "tasks/list" => {
+            let reason = json!({ "reason": "removed by the tasks extension" });
+            let e = ErrorObject::method_not_found(method).with_data(reason);
+            return Some(reject(TransportErrorKind::MethodNotFound, id, e));
+        }
+        _ => return None,
+    }
+    if !crate::tasks::declared(&meta.client_capabilities) {
+        let e = crate::tasks::tasks_required();
+        return Some(reject(TransportErrorKind::MissingCapability, id, e));
+    }
+    let params = request.params.as_ref();
+    let Some(task_id) = params.and_then(|p| p.get("taskId")).and_then(Value::as_str) else {
+        return Some(in_band(
+            id.clone(),
+            ErrorObject::invalid_params("taskId must be a string"),
+        ));
+    };
+    // Unknown and another principal's tasks look alike.
+    let unknown = || ErrorObject::invalid_params(format!("Unknown task: {task_id}"));
+    let ack = |found: bool| if found { Ok(json!({})) } else { Err(unknown()) };
+    let outcome = match method {
+        "tasks/get" => match runtime.get(task_id, principal).await {
+            Ok(Some(task)) => Ok(task.to_detailed()),
+            Ok(None) => Err(unknown()),
+            Err(e) => Err(e),
+        },
+        "tasks/update" => match params.and_then(|p| p.get("inputResponses")) {
+            Some(Value::Object(responses)) => runtime
+                .update(task_id, principal, responses)
+                .await
+                .and_then(ack),
+            _ => Err(ErrorObject::invalid_params(
+                "inputResponses must be an object keyed by input request",
+            )),
+        },
+        _ => runtime.cancel(task_id, principal).await.and_then(ack),
+    };
+    Some(match outcome {
+        Ok(mut result) => {
+            shared.stamp(method, &mut result, discovery);
+            respond(
+                StatusCode::OK,
+                Some(Outgoing::One(Message::result(id.clone(), result))),
+            )
+        }
+        Err(e) => in_band(id.clone(), e),
+    })
+}
+
+/// Drives a handler that became a task to its end: its outcome is the task's, a `tasks/cancel`
+/// drops it, and so does the end of the task's TTL (`failed`).
+async fn run_task<S: McpService>(
+    handling: Pin<Box<impl Future<Output = Result<Value, ErrorObject>>>>,
+    task: Arc<LiveTask>,
+    runtime: Option<Arc<TaskRuntime>>,
+    service: Arc<S>,
+) {
+    let remaining = task.remaining().await;
+    tokio::select! {
+        biased;
+        () = task.cancelled() => {
+            tracing::debug!(task = %task.task_id(), "task cancelled: its handler is dropped");
+        }
+        // The running task is forgotten below, after the server is closed.
+        outcome = handling => settle(&task, outcome, None).await,
+        () = tokio::time::sleep(remaining) => {
+            let e = ErrorObject::new(ErrorCode::INTERNAL_ERROR, "the task outlived its ttlMs");
+            task.finish(Err(e)).await;
+        }
+    }
+    service.close().await;
+    if let Some(runtime) = runtime {
+        runtime.finished(task.task_id());
+    }
+}
+
+/// Forwards a handler's messages and then its answer to the client's stream. Returns early (and
+/// so drops the handler: it is cancelled) when the client closes the stream, and with the task
+/// when the handler becomes one (its `CreateTaskResult` is the stream's last message).
+async fn stream<F>(
+    handling: &mut Pin<Box<F>>,
     mut rx: mpsc::Receiver<StreamEvent>,
     out: &mpsc::Sender<StreamEvent>,
-) {
-    let answer = loop {
+    finish: impl FnOnce(Result<Value, ErrorObject>) -> Answer,
+    signal: &mut Fuse<oneshot::Receiver<Arc<LiveTask>>>,
+    created: impl FnOnce(TaskRecord) -> Message,
+    runtime: Option<&TaskRuntime>,
+) -> Option<Arc<LiveTask>>
+where
+    F: Future<Output = Result<Value, ErrorObject>>,
+{
+    let outcome = loop {
         tokio::select! {
             biased;
+            Ok(task) = &mut *signal => {
+                let answer = created(task.snapshot().await);
+                let _ = out.send(StreamEvent::Message(answer)).await;
+                return Some(task);
+            }
             event = rx.recv() => match event {
                 Some(event) => {
                     if out.send(event).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
-                None => break (&mut handling).await,
+                None => break (&mut *handling).await,
             },
-            answer = &mut handling => {
+            outcome = &mut *handling => {
                 while let Ok(event) = rx.try_recv() {
                     if out.send(event).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
-                break answer;
+                break outcome;
             }
             () = out.closed() => {
                 tracing::debug!("client closed its stream: request cancelled");
-                return;
+                return None;
             }
         }
     };
-    let _ = out.send(StreamEvent::Message(answer.into_message())).await;
+    // It became a task and ended within one poll: the task has the outcome.
+    if let Some(task) = announced(signal) {
+        settle(&task, outcome, runtime).await;
+        let _ = out
+            .send(StreamEvent::Message(created(task.snapshot().await)))
+            .await;
+        return None;
+    }
+    let answer = finish(outcome).into_message();
+    let _ = out.send(StreamEvent::Message(answer)).await;
+    None
 }
 
 /// Turns a handler's outcome into the answer: a stamped result, an `input_required` result with
@@ -593,6 +870,7 @@ mod tests {
             result: json!({}),
             capabilities: json!({}),
             server_info: Some(json!({"name": "s", "version": "1"})),
+            tasks: false,
         };
         let mut result = json!({"tools": [], "ttlMs": 5});
         shared.stamp("tools/list", &mut result, &discovery);

@@ -248,12 +248,17 @@ impl Message {
             };
         }
         if let Some(error) = object.remove("error") {
-            let error: ErrorObject = serde_json::from_value(error).map_err(|_| {
-                ShapeError::new(
-                    id_for_error.clone(),
-                    "\"error\" must have a code and a message",
-                )
-            })?;
+            // JSON-RPC: "error" is an object (serde would also read the positional form).
+            let error: ErrorObject = Some(error)
+                .filter(Value::is_object)
+                .and_then(|error| serde_json::from_value(error).ok())
+                .ok_or(())
+                .map_err(|_| {
+                    ShapeError::new(
+                        id_for_error.clone(),
+                        "\"error\" must have a code and a message",
+                    )
+                })?;
             return Ok(Message::Error(ErrorResponse {
                 id: id_for_error,
                 error,
@@ -312,7 +317,10 @@ impl Payload {
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
         // Fast path: straight into the envelope's fields, no intermediate tree for it. Anything
         // it refuses goes the exact way below, which tells a syntax error from a wrong shape.
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        let first = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .filter(|_| fast_path_checks_everything(body));
         let fast = match first {
             Some(b'{') => serde_json::from_slice::<Envelope>(body)
                 .ok()
@@ -337,6 +345,8 @@ impl Payload {
     }
 
     /// Parses through a JSON tree, reporting exactly what is wrong.
+    ///
+    /// (The fast path skips the text of members it does not read without checking it.)
     fn parse_exact(body: &[u8]) -> Result<Self, ParseError> {
         let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::Syntax)?;
         match value {
@@ -394,6 +404,28 @@ impl Payload {
     }
 }
 
+/// `true` when the fast path, which skips unknown members unchecked, cannot accept a body the
+/// exact path would refuse: the body is UTF-8 and has no `\uD800`-`\uDFFF` escape (a lone
+/// surrogate is no character; pairs, which are fine, are rare enough to take the exact path).
+fn fast_path_checks_everything(body: &[u8]) -> bool {
+    if std::str::from_utf8(body).is_err() {
+        return false;
+    }
+    let mut rest = body;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let escape = &rest[at..];
+        if let [_, b'u', d, hex, ..] = escape
+            && d.eq_ignore_ascii_case(&b'd')
+            && matches!(hex.to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+        {
+            return false;
+        }
+        // Skip the escaped character too (so `\\u` is not read as an escape).
+        rest = rest.get(at + 2..).unwrap_or_default();
+    }
+    true
+}
+
 /// A JSON-RPC message's members, read without building a tree for the envelope.
 #[derive(serde::Deserialize)]
 struct Envelope {
@@ -401,16 +433,22 @@ struct Envelope {
     /// `Some(Value::Null)` for `"id": null`, `None` when absent.
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
+    /// A `null` method is not an absent one: it fails here and goes the exact way.
+    #[serde(default, deserialize_with = "present")]
     method: Option<String>,
     #[serde(default, deserialize_with = "present")]
     params: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     result: Option<Value>,
-    error: Option<ErrorObject>,
+    /// A tree only here: error responses are rare, and it must be checked to be an object.
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
 }
 
 /// Deserializes a member that is present, `null` included, as `Some`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     serde::Deserialize::deserialize(d).map(Some)
 }
 
@@ -441,7 +479,10 @@ impl Envelope {
                 })
             }
             (None, Some(result), None) => Some(Message::Response(Response { id: id?, result })),
-            (None, None, Some(error)) => Some(Message::Error(ErrorResponse { id, error })),
+            (None, None, Some(error)) if error.is_object() => {
+                let error = serde_json::from_value(error).ok()?;
+                Some(Message::Error(ErrorResponse { id, error }))
+            }
             _ => None,
         }
     }
@@ -487,5 +528,7 @@ pub fn progress_token(params: Option<&Value>) -> Option<&Value> {
     params?.get("_meta")?.get("progressToken")
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 use super::future::ResponseFuture;
-use super::registry::{Session, SessionRegistry};
+use super::registry::{Session, SessionLimit, SessionRegistry};
 use super::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::jsonrpc::{Id, Payload};
@@ -15,6 +15,13 @@ use tower::{Layer, Service};
 /// The default idle timeout: 30 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// The default handshake timeout: a session whose client sends nothing after the `initialize`
+/// answer ends after 60 seconds instead of the idle timeout.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default `Retry-After` of a 503 at the session limit, in seconds.
+pub(crate) const DEFAULT_RETRY_AFTER_SECS: u32 = 5;
+
 /// Routes requests to sessions; see the [module docs](crate::session).
 #[derive(Clone, Debug)]
 pub struct SessionLayer {
@@ -22,6 +29,7 @@ pub struct SessionLayer {
     stateless: bool,
     max_sessions: Option<usize>,
     idle_timeout: Option<Duration>,
+    handshake_timeout: Option<Duration>,
     retry_after_secs: u32,
 }
 
@@ -32,19 +40,28 @@ impl Default for SessionLayer {
 }
 
 impl SessionLayer {
-    /// Stateful sessions, 30 min idle timeout, no session limit.
+    /// Stateful sessions, 30 min idle timeout, 60 s handshake timeout, no session limit.
     pub fn new() -> Self {
         Self {
-            registry: Arc::new(SessionRegistry::new(None, Some(DEFAULT_IDLE_TIMEOUT))),
             stateless: false,
             max_sessions: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
-            retry_after_secs: 5,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+            registry: Arc::new(SessionRegistry::new(
+                SessionLimit::new(None),
+                Some(DEFAULT_IDLE_TIMEOUT),
+                Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            )),
         }
     }
 
     fn rebuild(mut self) -> Self {
-        self.registry = Arc::new(SessionRegistry::new(self.max_sessions, self.idle_timeout));
+        self.registry = Arc::new(SessionRegistry::new(
+            SessionLimit::new(self.max_sessions),
+            self.idle_timeout,
+            self.handshake_timeout,
+        ));
         self
     }
 
@@ -62,7 +79,17 @@ impl SessionLayer {
         self.rebuild()
     }
 
-    /// Refuses `initialize` with 503 once `max` sessions are live.
+    /// Ends a session whose client sends nothing after the `initialize` answer (not even
+    /// `notifications/initialized`) within `timeout` (default 60 s), so clients that drop the
+    /// handshake do not hold a session for the whole idle timeout; `None` leaves only the idle
+    /// timeout.
+    pub fn handshake_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.handshake_timeout = timeout.into().filter(|t| !t.is_zero());
+        self.rebuild()
+    }
+
+    /// Refuses `initialize` with 503 once `max` sessions are live. The legacy HTTP+SSE
+    /// transport of an [`McpStack`](crate::McpStack) counts against the same limit.
     pub fn max_sessions(mut self, max: impl Into<Option<usize>>) -> Self {
         self.max_sessions = max.into();
         self.rebuild()
@@ -224,6 +251,7 @@ where
         let Some(session) = self.layer.registry.get_for(id, subject.as_deref()) else {
             return reject(TransportError::new(TransportErrorKind::SessionNotFound));
         };
+        session.establish();
         if let Err(e) = header_version(&req) {
             return reject(e);
         }

@@ -16,7 +16,8 @@
 //! | stateless mode, GET / DELETE | 405 `Allow: POST` |
 //!
 //! Sessions idle for longer than the idle timeout (default 30 min) are closed by a background
-//! sweep, except while a stream or request is attached to them.
+//! sweep, except while a stream or request is attached to them. A session whose client sends
+//! nothing after the `initialize` answer ends after the shorter handshake timeout (default 60 s).
 //!
 //! The layer reads the parsed body from the request extensions, so it runs inside
 //! [`JsonRpcBodyLayer`](crate::jsonrpc_body::JsonRpcBodyLayer).
@@ -58,9 +59,12 @@ mod layer;
 mod registry;
 
 pub use self::future::ResponseFuture;
-pub use self::layer::{DEFAULT_IDLE_TIMEOUT, SessionLayer, SessionService};
+pub(crate) use self::layer::DEFAULT_RETRY_AFTER_SECS;
+pub use self::layer::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionLayer, SessionService,
+};
 pub(crate) use self::registry::AttachGuard;
-pub use self::registry::{Session, SessionCloser, SessionId, SessionRegistry};
+pub use self::registry::{Session, SessionCloser, SessionId, SessionLimit, SessionRegistry};
 
 /// The session header, as MCP names it (header names are case-insensitive).
 pub const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");

@@ -132,6 +132,7 @@ pub struct Session {
     attached: AtomicUsize,
     closed: AtomicBool,
     initialized: AtomicBool,
+    established: AtomicBool,
     standalone: Mutex<Standalone>,
     client_requests: Mutex<HashMap<Id, ClientAnswer>>,
     running: Mutex<HashMap<Id, oneshot::Sender<()>>>,
@@ -164,6 +165,7 @@ impl Session {
             attached: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             initialized: AtomicBool::new(false),
+            established: AtomicBool::new(false),
             standalone: Mutex::new(Standalone::default()),
             client_requests: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
@@ -221,6 +223,19 @@ impl Session {
 
     pub(crate) fn is_initialized(&self) -> bool {
         self.initialized.load(Ordering::Acquire)
+    }
+
+    /// Records that the client used the session after `initialize`: from now on only the idle
+    /// timeout ends it, not the handshake timeout.
+    pub(crate) fn establish(&self) {
+        // A load first: most requests find it set, and a load does not dirty the cache line.
+        if !self.established.load(Ordering::Relaxed) {
+            self.established.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn is_established(&self) -> bool {
+        self.established.load(Ordering::Relaxed)
     }
 
     /// The server instance of this session, if it is of type `S`.
@@ -415,24 +430,74 @@ impl Drop for AttachGuard {
     }
 }
 
+/// The cap on live sessions, shared by every registry that counts against it: the Streamable
+/// HTTP and the legacy HTTP+SSE tables of one stack hold the same limit, so one number bounds
+/// both (and, with one server process per session, the processes too).
+#[derive(Debug, Default)]
+pub struct SessionLimit {
+    /// Live sessions plus sessions being initialized.
+    count: AtomicUsize,
+    max: Option<usize>,
+}
+
+impl SessionLimit {
+    /// A limit of `max` sessions; `None` counts without limiting.
+    pub fn new(max: impl Into<Option<usize>>) -> Arc<Self> {
+        Arc::new(Self {
+            count: AtomicUsize::new(0),
+            max: max.into(),
+        })
+    }
+
+    /// The limit, if any.
+    pub fn max(&self) -> Option<usize> {
+        self.max
+    }
+
+    /// Sessions counted now: live ones plus those being initialized.
+    pub fn in_use(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Reserves room for one more session; `None` at the limit.
+    fn reserve(self: &Arc<Self>) -> Option<Reservation> {
+        let reserved = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.max.is_some_and(|max| reserved > max) {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Reservation {
+            limit: self.clone(),
+            used: false,
+        })
+    }
+
+    fn release(&self, n: usize) {
+        self.count.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// The table of live sessions, shared by every clone of a [`SessionLayer`](super::SessionLayer).
 #[derive(Debug)]
 pub struct SessionRegistry {
     sessions: Mutex<HashMap<SessionId, Arc<Session>>>,
-    /// Live sessions plus sessions being initialized, for the limit.
-    count: AtomicUsize,
-    max_sessions: Option<usize>,
+    limit: Arc<SessionLimit>,
     idle_timeout: Option<Duration>,
+    handshake_timeout: Option<Duration>,
     sweeper_started: AtomicBool,
 }
 
 impl SessionRegistry {
-    pub(crate) fn new(max_sessions: Option<usize>, idle_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        limit: Arc<SessionLimit>,
+        idle_timeout: Option<Duration>,
+        handshake_timeout: Option<Duration>,
+    ) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
-            count: AtomicUsize::new(0),
-            max_sessions,
+            limit,
             idle_timeout,
+            handshake_timeout,
             sweeper_started: AtomicBool::new(false),
         }
     }
@@ -445,6 +510,17 @@ impl SessionRegistry {
     /// `true` when no session is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The session cap this table counts against (perhaps shared with another table).
+    pub fn limit(&self) -> &Arc<SessionLimit> {
+        &self.limit
+    }
+
+    /// How long a session may go without a message after its `initialize`; see
+    /// [`SessionLayer::handshake_timeout`](super::SessionLayer::handshake_timeout).
+    pub fn handshake_timeout(&self) -> Option<Duration> {
+        self.handshake_timeout
     }
 
     /// Looks up a live session.
@@ -460,21 +536,14 @@ impl SessionRegistry {
     }
 
     /// Reserves room for one more session; `None` at the limit.
-    pub(crate) fn reserve(self: &Arc<Self>) -> Option<Reservation> {
-        let reserved = self.count.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.max_sessions.is_some_and(|max| reserved > max) {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Reservation {
-            registry: Arc::downgrade(self),
-            used: false,
-        })
+    pub(crate) fn reserve(&self) -> Option<Reservation> {
+        self.limit.reserve()
     }
 
-    /// Registers an initialized session, using up its reservation.
+    /// Registers a session, using up its reservation. Its handshake countdown starts now.
     pub(crate) fn insert(&self, mut reservation: Reservation, session: Arc<Session>) {
         reservation.used = true;
+        session.touch();
         lock(&self.sessions).insert(session.id().clone(), session);
     }
 
@@ -483,7 +552,7 @@ impl SessionRegistry {
         let removed = lock(&self.sessions).remove(id);
         match removed {
             Some(session) => {
-                self.count.fetch_sub(1, Ordering::AcqRel);
+                self.limit.release(1);
                 session.close().await;
                 true
             }
@@ -497,33 +566,48 @@ impl SessionRegistry {
             let mut map = lock(&self.sessions);
             map.drain().map(|(_, s)| s).collect()
         };
-        self.count.fetch_sub(all.len(), Ordering::AcqRel);
+        self.limit.release(all.len());
         // Concurrently: each may wait out a child process's grace period.
         futures_util::future::join_all(all.iter().map(|session| session.close())).await;
     }
 
+    /// `true` if `session` has ended, has been idle too long with nothing attached, or never
+    /// got past its handshake in time.
+    fn expired(&self, session: &Session, now: u64) -> bool {
+        if session.is_closed() {
+            return true;
+        }
+        if session.attached.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let idle = session.idle_for(now);
+        self.idle_timeout.is_some_and(|timeout| idle > timeout)
+            || (!session.is_established()
+                && self.handshake_timeout.is_some_and(|timeout| idle > timeout))
+    }
+
     /// Removes sessions that ended on their own and closes sessions idle for longer than the
-    /// timeout with nothing attached.
+    /// idle timeout with nothing attached, or that sent nothing after `initialize` within the
+    /// handshake timeout.
     pub async fn sweep_idle(&self) -> usize {
         let now = now_millis();
         let expired: Vec<_> = {
             let mut map = lock(&self.sessions);
             let ids: Vec<SessionId> = map
                 .values()
-                .filter(|s| {
-                    s.is_closed()
-                        || self.idle_timeout.is_some_and(|timeout| {
-                            s.attached.load(Ordering::Acquire) == 0 && s.idle_for(now) > timeout
-                        })
-                })
+                .filter(|s| self.expired(s, now))
                 .map(|s| s.id().clone())
                 .collect();
             ids.iter().filter_map(|id| map.remove(id)).collect()
         };
-        self.count.fetch_sub(expired.len(), Ordering::AcqRel);
+        self.limit.release(expired.len());
         let n = expired.len();
         for session in expired {
-            tracing::debug!(session = %session.id(), "session expired");
+            if session.is_established() {
+                tracing::debug!(session = %session.id(), "session expired");
+            } else {
+                tracing::debug!(session = %session.id(), "session expired: no message after initialize");
+            }
             session.close().await;
         }
         n
@@ -532,8 +616,12 @@ impl SessionRegistry {
     /// Starts the background idle sweep once, on the current tokio runtime. The task holds only
     /// a weak reference and stops when the registry is dropped.
     pub(crate) fn start_sweeper(self: &Arc<Self>) {
-        // Without an idle timeout the sweep still removes sessions that ended on their own.
-        let timeout = self.idle_timeout.unwrap_or(Duration::from_secs(120));
+        // Without a timeout the sweep still removes sessions that ended on their own.
+        let timeout = [self.idle_timeout, self.handshake_timeout]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Duration::from_secs(120));
         if self.sweeper_started.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -560,16 +648,68 @@ impl SessionRegistry {
 /// Room for one session, given back if the session never gets registered.
 #[derive(Debug)]
 pub(crate) struct Reservation {
-    registry: Weak<SessionRegistry>,
+    limit: Arc<SessionLimit>,
     used: bool,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.used
-            && let Some(registry) = self.registry.upgrade()
-        {
-            registry.count.fetch_sub(1, Ordering::AcqRel);
+        if !self.used {
+            self.limit.release(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn add(registry: &SessionRegistry) -> Option<Arc<Session>> {
+        let reservation = registry.reserve()?;
+        let session = Arc::new(Session::new(None, ProtocolVersion::FALLBACK));
+        registry.insert(reservation, session.clone());
+        Some(session)
+    }
+
+    #[tokio::test]
+    async fn registries_sharing_a_limit_count_together() {
+        let limit = SessionLimit::new(3);
+        let a = SessionRegistry::new(limit.clone(), None, None);
+        let b = SessionRegistry::new(limit.clone(), None, None);
+        let first = add(&a).unwrap();
+        add(&b).unwrap();
+        // A reservation that is never used is given back.
+        drop(b.reserve().unwrap());
+        add(&b).unwrap();
+        assert!(add(&a).is_none() && add(&b).is_none());
+        assert_eq!(limit.in_use(), 3);
+        assert!(a.terminate(first.id()).await);
+        assert_eq!(limit.in_use(), 2);
+        assert!(add(&b).is_some());
+    }
+
+    #[tokio::test]
+    async fn sessions_silent_after_initialize_expire_after_the_handshake_timeout() {
+        let handshake = Duration::from_millis(50);
+        let registry = SessionRegistry::new(
+            SessionLimit::new(None),
+            Some(Duration::from_secs(3600)),
+            Some(handshake),
+        );
+        let silent = add(&registry).unwrap();
+        let established = add(&registry).unwrap();
+        established.establish();
+        let busy = add(&registry).unwrap();
+        let guard = busy.attach();
+        tokio::time::sleep(handshake * 3).await;
+        assert_eq!(registry.sweep_idle().await, 1);
+        assert!(registry.get(silent.id()).is_none() && silent.is_closed());
+        assert!(registry.get(established.id()).is_some());
+        // Attached (a slow `initialize` of a legacy session): not expired while it runs.
+        assert!(registry.get(busy.id()).is_some());
+        drop(guard);
+        tokio::time::sleep(handshake * 3).await;
+        assert_eq!(registry.sweep_idle().await, 1);
+        assert_eq!(registry.limit().in_use(), 1);
     }
 }

@@ -113,6 +113,11 @@ impl Server {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// The server's process id (for /proc figures).
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
 }
 
 /// A client process run to completion (or killed).
