@@ -1,7 +1,9 @@
 //! The stdio bridge's costs, in process through the full stack (no sockets):
 //!
 //! - session start latency through a child (`initialize` → the child answers; spawn included),
-//! - a `tools/call` round trip through the child against the same call to the built-in server.
+//! - a `tools/call` round trip through the child against the same call to the built-in server,
+//! - the same call as a 2026-07-28 request, through the pool of children (see the `stdio` module
+//!   docs: the first request starts and initializes a child; the others reuse it).
 //!
 //! The child is `tests/fixtures/stdio_server.py` (Python stdlib only; its `say` tool echoes).
 //! `cargo bench --bench stdio` runs 50 sessions and 5,000 calls; `cargo test` a smoke run.
@@ -52,6 +54,42 @@ where
         .expect("body")
         .to_bytes();
     (session, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A 2026-07-28 `tools/call` of `say`: no session, the revision and capabilities in `_meta`.
+fn modern_call(id: usize) -> Request<Full<Bytes>> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"say","arguments":{{"text":"bench"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+    );
+    Request::post("/mcp")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "say")
+        .body(Full::from(body))
+        .expect("request")
+}
+
+/// Measures the first 2026-07-28 call (a child started and initialized, the server described)
+/// and then `calls` round trips through the pooled child.
+async fn run_modern(command: StdioCommand, calls: usize) -> (Duration, Duration) {
+    let pool = command.pool();
+    let mut service = McpStack::new(command).json_response(true).into_service();
+    let started = Instant::now();
+    let (_, answer) = send(&mut service, modern_call(1)).await;
+    let first = started.elapsed();
+    assert!(answer.contains("bench"), "unexpected answer: {answer}");
+    let mut times = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let t = Instant::now();
+        let (_, answer) = send(&mut service, modern_call(i + 2)).await;
+        times.push(t.elapsed());
+        assert!(answer.contains("bench"), "unexpected answer: {answer}");
+    }
+    times.sort();
+    pool.close().await;
+    (first, percentile(&times, 0.5))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -109,6 +147,7 @@ fn main() {
             calls,
         )
         .await;
+        let (modern_first, modern_call) = run_modern(child(), calls).await;
         println!(
             "stdio: session start through a child (spawn + initialize): p50 {:.1} ms, p90 {:.1} ms over {sessions} sessions",
             percentile(&starts, 0.5).as_secs_f64() * 1e3,
@@ -119,6 +158,12 @@ fn main() {
             child_call.as_secs_f64() * 1e6,
             builtin_call.as_secs_f64() * 1e6,
             (child_call.saturating_sub(builtin_call)).as_secs_f64() * 1e6,
+        );
+        println!(
+            "stdio: 2026-07-28 tools/call through the pool p50 {:.1} us ({:.2}x the 2025 session's); first call (child start + initialize + discovery) {:.1} ms",
+            modern_call.as_secs_f64() * 1e6,
+            modern_call.as_secs_f64() / child_call.as_secs_f64(),
+            modern_first.as_secs_f64() * 1e3,
         );
     });
 }

@@ -2,7 +2,8 @@
 //!
 //! With no command it serves the built-in "everything" server; with a command (after `--`, or
 //! as the first positional argument as with the npm `mcp-proxy`) each session gets its own child
-//! process speaking stdio.
+//! process speaking stdio, and 2026-07-28 requests share a pool of children (`--max-pooled`; see
+//! the `stdio` module docs).
 //!
 //! Every option of the npm `mcp-proxy` CLI is accepted under its npm name too (auth and CORS
 //! options are added separately), with npm's units where they differ (milliseconds).
@@ -716,8 +717,9 @@ struct Args {
     #[arg(long, help_heading = "Server")]
     stdio: bool,
 
-    /// A stdio MCP server to serve instead of the built-in one (one child per session). It
-    /// starts at the first argument that is not an option; everything after it is its own.
+    /// A stdio MCP server to serve instead of the built-in one (one child per session; 2026-07-28
+    /// requests share a pool of children). It starts at the first argument that is not an
+    /// option; everything after it is its own.
     // No `allow_hyphen_values`: an unknown option before the command is an error, not the
     // command (`mcp-proxy --debgu --port 0` must not run `--debgu`).
     #[arg(value_name = "COMMAND", trailing_var_arg = true)]
