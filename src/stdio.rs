@@ -759,7 +759,7 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin, shared: std::sync::Weak<Sha
 /// Handles one message from the child, in the order the child wrote them: a notification is
 /// queued on its client stream before the next line (perhaps the answer it precedes) is read.
 async fn dispatch(shared: &Arc<Shared>, message: Message) {
-    let Some(message) = pool::divert(shared, message) else {
+    let Some(message) = pool::divert(shared, message).await else {
         return;
     };
     match message {

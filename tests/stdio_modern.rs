@@ -958,3 +958,32 @@ async fn a_child_that_speaks_2026_gets_requests_unchanged() {
     assert!(seen["io.modelcontextprotocol/clientCapabilities"].is_object());
     drop(proxy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_child_does_not_stall_discovery() {
+    // 100 log messages on every tools/list, also the one the endpoint sends while describing
+    // the server, where no client reads them.
+    let Some(proxy) = start(&[], &["--chatty"]) else {
+        return;
+    };
+    let url = proxy.url();
+    let client = Modern::all();
+    let reply = client.send(&url, 1, "server/discover", json!({})).await;
+    assert_eq!(
+        answer(&reply, 1)["result"]["resultType"],
+        "complete",
+        "{reply}"
+    );
+    // A client's own tools/list gets them, at the level it asked for.
+    let reply = client
+        .meta(json!({"io.modelcontextprotocol/logLevel": "info"}))
+        .send(&url, 2, "tools/list", json!({}))
+        .await;
+    let messages = reply.messages();
+    let logs = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .count();
+    assert_eq!(logs, 100, "{reply}");
+    assert!(answer(&reply, 2)["result"]["tools"].is_array());
+}

@@ -1026,6 +1026,10 @@ impl Drop for Call {
 /// Sends a child's progress (under the token of the request now waiting, which may differ
 /// from the one the child knows after a retry) or log message to the request's stream.
 async fn relay(mut notification: Notification, cx: &RequestContext) {
+    if !cx.protocol_version().is_sessionless() {
+        // The endpoint describing the server (a detached context): nobody reads its stream.
+        return;
+    }
     if notification.method == "notifications/progress" {
         let Some(token) = cx.progress_token() else {
             return;
@@ -1042,26 +1046,26 @@ async fn relay(mut notification: Notification, cx: &RequestContext) {
 
 /// Takes a leased child's requests, progress and log messages for the call it works on;
 /// everything else (and everything of an idle child) takes the usual route.
-pub(super) fn divert(shared: &Shared, message: Message) -> Option<Message> {
-    let inbox = lock(&shared.inbox);
-    let Some(tx) = inbox.as_ref() else {
-        return Some(message);
+pub(super) async fn divert(shared: &Shared, message: Message) -> Option<Message> {
+    let related = match &message {
+        Message::Request(_) => true,
+        Message::Notification(n) => {
+            n.method == "notifications/progress" || n.method == "notifications/message"
+        }
+        _ => false,
     };
-    let is_request = message.is_request();
-    let related = is_request
-        || matches!(&message, Message::Notification(n)
-            if n.method == "notifications/progress" || n.method == "notifications/message");
     if !related {
         return Some(message);
     }
-    match tx.try_send(message) {
+    let Some(tx) = lock(&shared.inbox).clone() else {
+        return Some(message);
+    };
+    // Awaited, as on a session's stream: a burst of progress or logs is delayed, not lost (the
+    // call drains its queue while it runs, and drops it when it ends).
+    match tx.send(message).await {
         Ok(()) => None,
-        // A request must be answered: the usual route answers it with an error.
-        Err(e) if is_request => Some(e.into_inner()),
-        Err(_) => {
-            tracing::debug!(process = %shared.label, "a call's queue is full; dropped a progress or log message");
-            None
-        }
+        // The call is over: a request still needs an answer, which the usual route gives.
+        Err(mpsc::error::SendError(message)) => message.is_request().then_some(message),
     }
 }
 
