@@ -218,7 +218,7 @@ where
 }
 
 /// Closes a session's type-erased server instance.
-fn close_erased<S: McpService>(
+pub(crate) fn close_erased<S: McpService>(
     instance: Arc<dyn Any + Send + Sync>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
@@ -263,7 +263,7 @@ async fn answer<S: McpService>(
 }
 
 /// What an `initialize` request says about its client.
-fn client_of_initialize(
+pub(crate) fn client_of_initialize(
     params: Option<&serde_json::Value>,
     version: ProtocolVersion,
 ) -> RequestMeta {
@@ -280,7 +280,7 @@ fn client_of_initialize(
 }
 
 /// The `requestId` of a `notifications/cancelled`.
-fn cancelled_request(notification: &crate::jsonrpc::Notification) -> Option<Id> {
+pub(crate) fn cancelled_request(notification: &crate::jsonrpc::Notification) -> Option<Id> {
     if notification.method != "notifications/cancelled" {
         return None;
     }

@@ -152,14 +152,17 @@ pub(crate) fn input_required_error() -> ErrorObject {
 /// sealed state, this round from `inputResponses`), and what the handler asks for now.
 #[derive(Debug, Default)]
 pub(crate) struct InputRound {
+    /// What a state sealed for this call binds to (see [`binding`]).
+    pub(crate) binding: Vec<u8>,
     pub(crate) answers: Map<String, Value>,
     /// Requests the handler made that have no answer yet, in the order asked.
     pub(crate) pending: Mutex<Vec<(String, InputRequest)>>,
 }
 
 impl InputRound {
-    pub(crate) fn new(answers: Map<String, Value>) -> Arc<Self> {
+    pub(crate) fn new(binding: Vec<u8>, answers: Map<String, Value>) -> Arc<Self> {
         Arc::new(Self {
+            binding,
             answers,
             pending: Mutex::new(Vec::new()),
         })
@@ -211,23 +214,35 @@ impl Default for StateSealer {
     }
 }
 
-/// What the sealed state binds to: the `requestState` of one call is useless for another.
-fn binding(principal: Option<&str>, method: &str, params: Option<&Value>) -> Vec<u8> {
-    let mut bound = Map::new();
-    if let Some(Value::Object(params)) = params {
-        for (k, v) in params {
-            if !matches!(k.as_str(), "_meta" | "inputResponses" | "requestState") {
-                bound.insert(k.clone(), v.clone());
+/// What a sealed state binds to: the principal, the method and the params without `_meta`,
+/// `inputResponses` and `requestState`, serialized once per call (serde_json's map is ordered by
+/// key, so equal params serialize equally). The `requestState` of one call is useless for another.
+pub(crate) fn binding(principal: Option<&str>, method: &str, params: Option<&Value>) -> Vec<u8> {
+    /// The params' members that identify the call, serialized without copying them.
+    struct Bound<'a>(&'a Map<String, Value>);
+
+    impl serde::Serialize for Bound<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = serializer.serialize_map(None)?;
+            for (k, v) in self.0 {
+                if !matches!(k.as_str(), "_meta" | "inputResponses" | "requestState") {
+                    map.serialize_entry(k, v)?;
+                }
             }
+            map.end()
         }
     }
-    // serde_json's map is ordered by key, so equal params serialize equally.
-    let mut aad = Vec::with_capacity(64);
+
+    let mut aad = Vec::with_capacity(128);
     aad.extend_from_slice(principal.unwrap_or("").as_bytes());
     aad.push(0);
     aad.extend_from_slice(method.as_bytes());
     aad.push(0);
-    aad.extend_from_slice(Value::Object(bound).to_string().as_bytes());
+    if let Some(Value::Object(params)) = params {
+        // Writing a tree of strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut aad, &Bound(params));
+    }
     aad
 }
 
@@ -255,22 +270,15 @@ impl StateSealer {
         self
     }
 
-    /// Seals `answers` for a retry of `method` with `params` by `principal`.
-    pub(crate) fn seal(
-        &self,
-        principal: Option<&str>,
-        method: &str,
-        params: Option<&Value>,
-        answers: &Map<String, Value>,
-    ) -> String {
+    /// Seals `answers` for a retry of the call `aad` describes (see [`binding`]).
+    pub(crate) fn seal(&self, aad: &[u8], answers: &Map<String, Value>) -> String {
         let plain =
             json!({ "exp": now_secs() + self.ttl.as_secs(), "answers": answers }).to_string();
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let nonce = XNonce::from(nonce_bytes);
-        let aad = binding(principal, method, params);
         let payload = AeadPayload {
             msg: plain.as_bytes(),
-            aad: &aad,
+            aad,
         };
         // Encryption only fails for messages beyond the cipher's limit (256 GiB).
         let sealed = self.cipher.encrypt(&nonce, payload).unwrap_or_default();
@@ -280,14 +288,8 @@ impl StateSealer {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// Opens a state sealed by [`Self::seal`] for the same principal, method and params.
-    pub(crate) fn open(
-        &self,
-        state: &str,
-        principal: Option<&str>,
-        method: &str,
-        params: Option<&Value>,
-    ) -> Result<Map<String, Value>, StateError> {
+    /// Opens a state sealed by [`Self::seal`] for the same call (`aad`, see [`binding`]).
+    pub(crate) fn open(&self, state: &str, aad: &[u8]) -> Result<Map<String, Value>, StateError> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(state)
             .map_err(|_| StateError::Invalid)?;
@@ -296,11 +298,7 @@ impl StateSealer {
         }
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| StateError::Invalid)?;
-        let aad = binding(principal, method, params);
-        let payload = AeadPayload {
-            msg: sealed,
-            aad: &aad,
-        };
+        let payload = AeadPayload { msg: sealed, aad };
         // Tampered with, sealed by another key, or bound to another principal, method or
         // params: all fail authentication alike.
         let plain = self
@@ -323,8 +321,7 @@ impl StateSealer {
 /// for a first call (neither present).
 pub(crate) fn retry_answers(
     sealer: &StateSealer,
-    principal: Option<&str>,
-    method: &str,
+    aad: &[u8],
     params: Option<&Value>,
 ) -> Result<Option<Map<String, Value>>, ErrorObject> {
     let responses = params.and_then(|p| p.get("inputResponses"));
@@ -334,7 +331,7 @@ pub(crate) fn retry_answers(
     }
     let mut answers = match state {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::String(state)) => sealer.open(state, principal, method, params)?,
+        Some(Value::String(state)) => sealer.open(state, aad)?,
         Some(_) => return Err(ErrorObject::invalid_params("requestState must be a string")),
     };
     match responses {
@@ -375,26 +372,35 @@ mod tests {
     fn a_sealed_state_opens_only_for_its_own_request() {
         let sealer = StateSealer::default();
         let params = json!({"name": "t", "arguments": {"a": 1}, "_meta": {"x": 1}});
-        let state = sealer.seal(Some("alice"), "tools/call", Some(&params), &answers());
+        let state = sealer.seal(
+            &binding(Some("alice"), "tools/call", Some(&params)),
+            &answers(),
+        );
         // `_meta` and the retry fields are not part of the binding.
         let retry = json!({"name": "t", "arguments": {"a": 1}, "requestState": state, "inputResponses": {}});
         assert_eq!(
-            sealer.open(&state, Some("alice"), "tools/call", Some(&retry)),
+            sealer.open(&state, &binding(Some("alice"), "tools/call", Some(&retry))),
             Ok(answers())
         );
         assert_eq!(
-            sealer.open(&state, Some("mallory"), "tools/call", Some(&params)),
+            sealer.open(
+                &state,
+                &binding(Some("mallory"), "tools/call", Some(&params))
+            ),
             Err(StateError::Invalid)
         );
         assert!(
             sealer
-                .open(&state, Some("alice"), "prompts/get", Some(&params))
+                .open(
+                    &state,
+                    &binding(Some("alice"), "prompts/get", Some(&params))
+                )
                 .is_err()
         );
         let other = json!({"name": "t", "arguments": {"a": 2}});
         assert!(
             sealer
-                .open(&state, Some("alice"), "tools/call", Some(&other))
+                .open(&state, &binding(Some("alice"), "tools/call", Some(&other)))
                 .is_err()
         );
         // Any flipped character fails.
@@ -404,26 +410,33 @@ mod tests {
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(
             sealer
-                .open(&tampered, Some("alice"), "tools/call", Some(&params))
+                .open(
+                    &tampered,
+                    &binding(Some("alice"), "tools/call", Some(&params))
+                )
                 .is_err()
         );
         // Another key (another process without a shared key) cannot open it.
         assert!(
             StateSealer::default()
-                .open(&state, Some("alice"), "tools/call", Some(&params))
+                .open(&state, &binding(Some("alice"), "tools/call", Some(&params)))
                 .is_err()
         );
-        assert!(sealer.open("", None, "tools/call", None).is_err());
-        assert!(sealer.open("!!!", None, "tools/call", None).is_err());
+        assert!(sealer.open("", &binding(None, "tools/call", None)).is_err());
+        assert!(
+            sealer
+                .open("!!!", &binding(None, "tools/call", None))
+                .is_err()
+        );
     }
 
     #[test]
     fn an_expired_state_is_refused() {
         let sealer = StateSealer::default().ttl(Duration::ZERO);
-        let state = sealer.seal(None, "tools/call", None, &answers());
+        let state = sealer.seal(&binding(None, "tools/call", None), &answers());
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(
-            sealer.open(&state, None, "tools/call", None),
+            sealer.open(&state, &binding(None, "tools/call", None)),
             Err(StateError::Expired)
         );
     }
@@ -432,13 +445,21 @@ mod tests {
     fn retry_answers_merge_state_and_responses() {
         let sealer = StateSealer::default();
         assert_eq!(
-            retry_answers(&sealer, None, "tools/call", Some(&json!({}))),
+            retry_answers(
+                &sealer,
+                &binding(None, "tools/call", None),
+                Some(&json!({}))
+            ),
             Ok(None)
         );
-        let state = sealer.seal(None, "tools/call", Some(&json!({"name": "t"})), &answers());
+        let state = sealer.seal(
+            &binding(None, "tools/call", Some(&json!({"name": "t"}))),
+            &answers(),
+        );
         let params = json!({"name": "t", "requestState": state,
             "inputResponses": {"color": {"action": "accept", "content": {"color": "blue"}}}});
-        let merged = retry_answers(&sealer, None, "tools/call", Some(&params))
+        let aad = binding(None, "tools/call", Some(&params));
+        let merged = retry_answers(&sealer, &aad, Some(&params))
             .unwrap()
             .unwrap();
         assert_eq!(merged.len(), 2);
@@ -448,7 +469,8 @@ mod tests {
             json!({"inputResponses": []}),
             json!({"requestState": 5}),
         ] {
-            let e = retry_answers(&sealer, None, "tools/call", Some(&bad)).unwrap_err();
+            let e =
+                retry_answers(&sealer, &binding(None, "tools/call", None), Some(&bad)).unwrap_err();
             assert_eq!(e.code, ErrorCode::INVALID_PARAMS, "{bad}");
         }
     }

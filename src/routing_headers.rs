@@ -69,6 +69,7 @@ use crate::session::MCP_PROTOCOL_VERSION;
 use base64::Engine;
 use http::{HeaderMap, HeaderName, Request, Response};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -311,17 +312,18 @@ fn single<'a>(
 }
 
 /// Decodes `=?base64?…?=` (strict padding and alphabet); anything else is literal.
-fn decode(name: &HeaderName, value: &str) -> Result<String, TransportError> {
+fn decode<'a>(name: &HeaderName, value: &'a str) -> Result<Cow<'a, str>, TransportError> {
     let Some(encoded) = value
         .strip_prefix("=?base64?")
         .and_then(|v| v.strip_suffix("?="))
     else {
-        return Ok(value.to_owned());
+        return Ok(Cow::Borrowed(value));
     };
     base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(Cow::Owned)
         .ok_or_else(|| mismatch(format!("{name} is not valid base64")))
 }
 
@@ -340,14 +342,14 @@ fn expect_header(
     };
     let value = decode(name, raw)?;
     let equal = match (kind, expected) {
-        (ParamType::String, Value::String(s)) => value == *s,
+        (ParamType::String, Value::String(s)) => *value == **s,
         (ParamType::Integer, Value::Number(n)) => match (value.parse::<i64>(), n.as_i64()) {
             (Ok(h), Some(b)) => h == b,
             _ => value.parse::<f64>().ok() == n.as_f64(),
         },
-        (ParamType::Boolean, Value::Bool(b)) => value == if *b { "true" } else { "false" },
+        (ParamType::Boolean, Value::Bool(b)) => *value == *if *b { "true" } else { "false" },
         // The body's value is not of the annotated type: compare its JSON text.
-        (_, other) => serde_json::to_string(other).is_ok_and(|json| json == value),
+        (_, other) => serde_json::to_string(other).is_ok_and(|json| *json == *value),
     };
     if equal {
         Ok(())

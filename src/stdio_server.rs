@@ -57,6 +57,7 @@
 //! # }
 //! ```
 
+use crate::endpoint::{cancelled_request, client_of_initialize, close_erased};
 use crate::jsonrpc::{
     ErrorCode, ErrorObject, Id, Message, Notification, ParseError, Payload, Request,
 };
@@ -71,7 +72,6 @@ use crate::sse::StreamEvent;
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
 use serde_json::{Value, json};
-use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -615,39 +615,6 @@ async fn answer<S: McpService>(
             Message::error(Some(id), ErrorObject::internal())
         }
     })
-}
-
-/// Closes a session's type-erased server instance.
-fn close_erased<S: McpService>(
-    instance: Arc<dyn Any + Send + Sync>,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        if let Ok(service) = instance.downcast::<S>() {
-            service.close().await;
-        }
-    })
-}
-
-/// What an `initialize` request says about its client.
-fn client_of_initialize(params: Option<&Value>, version: ProtocolVersion) -> RequestMeta {
-    let field = |name: &str| params.and_then(|p| p.get(name)).filter(|v| !v.is_null());
-    RequestMeta {
-        protocol_version: version,
-        client_capabilities: field("capabilities")
-            .filter(|c| c.is_object())
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-        client_info: field("clientInfo").cloned(),
-        log_level: None,
-    }
-}
-
-/// The `requestId` of a `notifications/cancelled`.
-fn cancelled_request(notification: &Notification) -> Option<Id> {
-    if notification.method != "notifications/cancelled" {
-        return None;
-    }
-    Id::from_value(notification.params.as_ref()?.get("requestId")?.clone())
 }
 
 /// Writes each queued message as one line, flushing when the queue is empty, until `stop`;

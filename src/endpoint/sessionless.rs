@@ -15,7 +15,9 @@
 
 use super::{STREAM_CAPACITY, respond};
 use crate::error::{TransportError, TransportErrorKind};
-use crate::input::{INPUT_METHODS, InputRound, StateSealer, is_input_required, retry_answers};
+use crate::input::{
+    INPUT_METHODS, InputRound, StateSealer, binding, is_input_required, retry_answers,
+};
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Payload, Request};
 use crate::modern::{META_PROTOCOL_VERSION, META_SERVER_INFO, RequestMeta};
 use crate::principal::Principal;
@@ -466,13 +468,9 @@ pub(super) async fn run<M: MakeMcpService>(
         );
     }
     let round = if INPUT_METHODS.contains(&method.as_str()) {
-        match retry_answers(
-            &shared.sealer,
-            principal.as_deref(),
-            &method,
-            request.params.as_ref(),
-        ) {
-            Ok(answers) => Some(InputRound::new(answers.unwrap_or_default())),
+        let aad = binding(principal.as_deref(), &method, request.params.as_ref());
+        match retry_answers(&shared.sealer, &aad, request.params.as_ref()) {
+            Ok(answers) => Some(InputRound::new(aad, answers.unwrap_or_default())),
             Err(e) => return in_band(id, e),
         }
     } else {
@@ -515,7 +513,6 @@ pub(super) async fn run<M: MakeMcpService>(
         }),
     );
     let progress_token = crate::jsonrpc::progress_token(request.params.as_ref()).cloned();
-    let params = request.params.clone();
     let cx = RequestContext {
         id: id.clone(),
         progress_token,
@@ -542,11 +539,7 @@ pub(super) async fn run<M: MakeMcpService>(
     };
     let finish = {
         let (shared, discovery, id) = (shared.clone(), discovery.clone(), id.clone());
-        move |outcome| {
-            conclude(
-                &shared, &discovery, principal, &method, params, id, round, outcome,
-            )
-        }
+        move |outcome| conclude(&shared, &discovery, &method, id, round, outcome)
     };
     let created = {
         let (shared, discovery, id) = (shared.clone(), discovery.clone(), id.clone());
@@ -792,13 +785,10 @@ where
 
 /// Turns a handler's outcome into the answer: a stamped result, an `input_required` result with
 /// its sealed state, or an error (HTTP 404 for `-32601`, 400 for `-32021`).
-#[allow(clippy::too_many_arguments)]
 fn conclude(
     shared: &Shared,
     discovery: &Discovery,
-    principal: Option<Arc<str>>,
     method: &str,
-    params: Option<Value>,
     id: Id,
     round: Option<Arc<InputRound>>,
     outcome: Result<Value, ErrorObject>,
@@ -824,12 +814,7 @@ fn conclude(
             for (key, request) in &pending {
                 requests.insert(key.clone(), request.to_value());
             }
-            let state = shared.sealer.seal(
-                principal.as_deref(),
-                method,
-                params.as_ref(),
-                &round.answers,
-            );
+            let state = shared.sealer.seal(&round.binding, &round.answers);
             let mut result = json!({
                 "resultType": "input_required",
                 "inputRequests": requests,
