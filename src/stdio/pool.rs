@@ -263,14 +263,13 @@ impl PooledServer {
             _ => {}
         }
         // A retry answering a waiting call continues it, on the child that holds it.
-        if let Some(round) = cx.input.as_deref() {
-            let bound = binding(request.params.as_ref());
-            if let Some(found) = pool.unpark(&round.answers, &self.key, &request.method, &bound) {
-                let mut call = found?;
-                call.deliver(&round.answers).await;
-                let owed = !call.waiting.is_empty();
-                return call.drive(cx, owed).await;
-            }
+        if let Some(round) = cx.input.as_deref()
+            && let Some(found) = pool.unpark(&round.answers, &round.binding)
+        {
+            let mut call = found?;
+            call.deliver(&round.answers).await;
+            let owed = !call.waiting.is_empty();
+            return call.drive(cx, owed).await;
         }
         let lease = pool.acquire(&self.key).await?;
         let legacy = !pool.passthrough.load(Ordering::Acquire);
@@ -583,14 +582,12 @@ impl Pool {
     }
 
     /// The call a retry's answers belong to: `None` when they name no waiting call (a fresh
-    /// call), an error when they name one that is gone or belongs to another principal, method
-    /// or arguments.
+    /// call), an error when they name one that is gone or was another call (`binding`: the
+    /// principal, method and params a sealed `requestState` binds to).
     fn unpark(
         &self,
         answers: &Map<String, Value>,
-        key: &Key,
-        method: &str,
-        bound: &Value,
+        binding: &[u8],
     ) -> Option<Result<Call, ErrorObject>> {
         let mut ids: Vec<u128> = answers.keys().filter_map(|k| park_id(k)).collect();
         if ids.is_empty() {
@@ -599,11 +596,7 @@ impl Pool {
         ids.dedup();
         let mut parked = lock(&self.parked);
         for id in ids {
-            let fits = parked.get(&id).is_some_and(|p| {
-                p.call.principal == key.principal
-                    && p.call.method == method
-                    && p.call.bound == *bound
-            });
+            let fits = parked.get(&id).is_some_and(|p| p.call.binding == binding);
             if fits && let Some(found) = parked.remove(&id) {
                 return Some(Ok(found.call));
             }
@@ -769,10 +762,9 @@ struct Call {
     waiting: Vec<(String, Id, InputRequest)>,
     park_id: Option<u128>,
     next_key: u64,
-    /// What a retry must match to continue this call.
-    principal: Option<Arc<str>>,
     method: String,
-    bound: Value,
+    /// What a retry must match to continue this call: its principal, method and params.
+    binding: Vec<u8>,
     /// The error the child's waiting requests get if the call ends without their answers.
     unanswered: ErrorObject,
 }
@@ -813,7 +805,6 @@ impl Call {
         let child_id = Id::Number(shared.next_id.fetch_add(1, Ordering::Relaxed));
         let (answer_tx, answer) = oneshot::channel();
         lock(&shared.pending).insert(child_id.clone(), answer_tx);
-        let bound = binding(request.params.as_ref());
         let mut call = Call {
             lease,
             child_id: child_id.clone(),
@@ -823,9 +814,13 @@ impl Call {
             waiting: Vec::new(),
             park_id: None,
             next_key: 0,
-            principal: cx.principal().map(|p| p.subject.clone()),
             method: request.method.clone(),
-            bound,
+            // Only calls that can ask (tools/call, prompts/get, resources/read) have one.
+            binding: cx
+                .input
+                .as_ref()
+                .map(|round| round.binding.clone())
+                .unwrap_or_default(),
             unanswered: ErrorObject::new(
                 ErrorCode::INTERNAL_ERROR,
                 "the client's request ended before it answered",
@@ -1137,20 +1132,6 @@ fn park_id(key: &str) -> Option<u128> {
     u128::from_str_radix(id, 16).ok()
 }
 
-/// What identifies a call across its retries: the params without `_meta` and the retry fields
-/// (as the sealed `requestState` binds them).
-fn binding(params: Option<&Value>) -> Value {
-    let mut bound = Map::new();
-    if let Some(Value::Object(params)) = params {
-        for (k, v) in params {
-            if !matches!(k.as_str(), "_meta" | "inputResponses" | "requestState") {
-                bound.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    Value::Object(bound)
-}
-
 /// A 2026-07-28 request's params as a 2025 child expects them: without the per-request
 /// `_meta` keys that replace `initialize` (the child was initialized by the pool) and without
 /// the retry fields (the pool answers the child's requests itself).
@@ -1255,12 +1236,6 @@ mod tests {
         let bare = json!({"_meta": {META_PROTOCOL_VERSION: "2026-07-28"}});
         assert_eq!(for_legacy_child(Some(bare)), Some(json!({})));
         assert_eq!(for_legacy_child(None), None);
-        assert_eq!(
-            binding(Some(
-                &json!({"name": "t", "_meta": {}, "requestState": "x"})
-            )),
-            json!({"name": "t"})
-        );
     }
 
     #[test]
