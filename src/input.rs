@@ -57,6 +57,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How long a sealed `requestState` stays valid: 10 minutes.
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(600);
 
+/// The `_meta` key under which a server→client input request (2025 revisions) carries the key
+/// the server's handler asked it under. A relay in front of that server (the `mcp-proxy` stdio
+/// bridge) uses it as the `inputRequests` key when it turns the request into a 2026-07-28
+/// `input_required` round; other clients ignore it.
+pub const META_INPUT_KEY: &str = "mcp-tower-http/inputKey";
+
 /// The methods whose results may be `input_required` (2026-07-28).
 pub(crate) const INPUT_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
 

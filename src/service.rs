@@ -514,8 +514,8 @@ impl RequestContext {
         answers.remove(key).ok_or_else(ErrorObject::internal)
     }
 
-    /// Asks several questions at once (one `input_required` round in 2026-07-28; one request
-    /// after the other in 2025 revisions) and returns the answers by key.
+    /// Asks several questions at once (one `input_required` round in 2026-07-28; concurrent
+    /// server→client requests in 2025 revisions) and returns the answers by key.
     pub async fn ask_all(
         &self,
         requests: impl IntoIterator<Item = (String, InputRequest)>,
@@ -552,12 +552,25 @@ impl RequestContext {
             crate::sync::lock(&round.pending).extend(missing);
             return Err(input_required_error());
         }
-        for (key, request) in requests {
+        // All at once, as one 2026-07-28 round would ask them (a relay in front of this server
+        // then turns them into one `input_required` round too).
+        let asked = requests.into_iter().map(|(key, request)| async move {
+            let mut params = request.params().clone();
+            if let Value::Object(params) = &mut params
+                && let Value::Object(meta) = params
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(Map::new()))
+            {
+                meta.insert(crate::input::META_INPUT_KEY.into(), key.clone().into());
+            }
             let answer = self
                 .common
                 .peer
-                .request(request.method(), Some(request.params().clone()))
+                .request(request.method(), Some(params))
                 .await?;
+            Ok::<_, ErrorObject>((key, answer))
+        });
+        for (key, answer) in futures_util::future::try_join_all(asked).await? {
             answers.insert(key, answer);
         }
         Ok(answers)

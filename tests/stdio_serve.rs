@@ -268,3 +268,72 @@ async fn the_built_in_server_as_a_stdio_child_of_the_proxy() {
         "the child exits on EOF:\n{log}"
     );
 }
+
+/// A 2026-07-28 `tools/call` with routing headers and `_meta`.
+fn modern_call(id: i64, tool: &str, extra: Value) -> (Vec<(&'static str, String)>, String) {
+    let mut params = json!({
+        "name": tool,
+        "arguments": {},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "sampling": {} },
+        },
+    });
+    if let (Value::Object(p), Value::Object(extra)) = (&mut params, extra) {
+        p.extend(extra);
+    }
+    let headers = vec![
+        ("accept", "application/json, text/event-stream".to_owned()),
+        ("content-type", "application/json".to_owned()),
+        ("mcp-protocol-version", "2026-07-28".to_owned()),
+        ("mcp-method", "tools/call".to_owned()),
+        ("mcp-name", tool.to_owned()),
+    ];
+    (headers, request_body(id, "tools/call", params).to_string())
+}
+
+/// Through the bridge, the built-in server (a 2025 child here) names its input requests
+/// (`_meta` `mcp-tower-http/inputKey`): a 2026-07-28 client sees the key the handler asked under,
+/// and its retry finds the waiting call by the sealed state's binding.
+#[tokio::test]
+async fn a_2025_child_of_this_crate_names_its_input_requests_for_2026_07_28_clients() {
+    let command: Vec<OsString> = vec![binary().into(), "--stdio".into()];
+    let proxy = Proxy::start(&[], &command);
+    let url = proxy.url();
+    let post = |headers: Vec<(&'static str, String)>, body: String| {
+        let url = url.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            common::post(&url, &headers, &body).await
+        }
+    };
+
+    let (headers, body) = modern_call(1, "test_input_required_result_elicitation", json!({}));
+    let (status, h, body) = post(headers, body).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", proxy.log());
+    let round = common::one_message(&h, &body);
+    let result = &round["result"];
+    assert_eq!(result["resultType"], "input_required", "{round}");
+    let request = &result["inputRequests"]["user_name"];
+    assert_eq!(request["method"], "elicitation/create", "{round}");
+    // The hint is for the relay only.
+    assert!(request["params"].get("_meta").is_none(), "{round}");
+    let state = result["requestState"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{round}"));
+
+    let retry = json!({
+        "inputResponses": { "user_name": { "action": "accept", "content": { "name": "Ada" } } },
+        "requestState": state,
+    });
+    let (headers, body) = modern_call(2, "test_input_required_result_elicitation", retry);
+    let (status, h, body) = post(headers, body).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", proxy.log());
+    let done = common::one_message(&h, &body);
+    assert_eq!(done["id"], 2, "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "Hello, Ada!",
+        "{done}"
+    );
+}

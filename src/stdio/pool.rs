@@ -2,7 +2,7 @@
 //! child at a time. See the [module docs](super#2026-07-28-clients-and-a-2025-child).
 
 use super::{Shared, StdioCommand, StdioServer, exited};
-use crate::input::{DEFAULT_STATE_TTL, InputRequest, is_input_required};
+use crate::input::{DEFAULT_STATE_TTL, InputRequest, META_INPUT_KEY, is_input_required};
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Notification, Request};
 use crate::modern::{
     META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL, META_PROTOCOL_VERSION, RequestMeta,
@@ -591,7 +591,21 @@ impl Pool {
     ) -> Option<Result<Call, ErrorObject>> {
         let mut ids: Vec<u128> = answers.keys().filter_map(|k| park_id(k)).collect();
         if ids.is_empty() {
-            return None;
+            // Keys the child named: the waiting call of this very call (same principal, method
+            // and params) whose questions these answers answer.
+            let mut parked = lock(&self.parked);
+            let found = parked
+                .iter()
+                .find(|(_, p)| {
+                    p.call.binding == binding
+                        && !p.call.waiting.is_empty()
+                        && p.call
+                            .waiting
+                            .iter()
+                            .all(|(k, _, _)| answers.contains_key(k))
+                })
+                .map(|(id, _)| *id)?;
+            return parked.remove(&found).map(|p| Ok(p.call));
         }
         ids.dedup();
         let mut parked = lock(&self.parked);
@@ -937,7 +951,13 @@ impl Call {
                 continue;
             }
             let park = *self.park_id.get_or_insert_with(rand::random::<u128>);
-            let key = format!("{park:032x}:{}", self.next_key);
+            // The key the child's handler asked under, when it says (a server of this crate
+            // does); else one naming this call. A retry finds the call by its binding either way.
+            let answered =
+                |k: &String| cx.input.as_ref().is_some_and(|r| r.answers.contains_key(k));
+            let key = input_key(&request)
+                .filter(|k| !answered(k) && !self.waiting.iter().any(|(w, _, _)| w == k))
+                .unwrap_or_else(|| format!("{park:032x}:{}", self.next_key));
             self.next_key += 1;
             self.waiting.push((key, request.id, input));
         }
@@ -1112,9 +1132,38 @@ async fn ask_child(
     answer
 }
 
-/// The input request a child's request asks the client for, if it is one.
+/// The key a child named its input request with (`_meta` [`META_INPUT_KEY`]), if it is a
+/// short, plain one.
+fn input_key(request: &Request) -> Option<String> {
+    let key = request
+        .params
+        .as_ref()?
+        .get("_meta")?
+        .get(META_INPUT_KEY)?
+        .as_str()?;
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    plain.then(|| key.to_owned())
+}
+
+/// The input request a child's request asks the client for, if it is one (without the key hint,
+/// which is for this relay only).
 fn input_request(request: &Request) -> Option<InputRequest> {
-    let params = || request.params.clone().unwrap_or_else(|| json!({}));
+    let params = || {
+        let mut params = request.params.clone().unwrap_or_else(|| json!({}));
+        if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+            meta.remove(META_INPUT_KEY);
+            if meta.is_empty()
+                && let Value::Object(params) = &mut params
+            {
+                params.remove("_meta");
+            }
+        }
+        params
+    };
     match request.method.as_str() {
         "sampling/createMessage" => Some(InputRequest::sampling(params())),
         "elicitation/create" => Some(InputRequest::elicitation_params(params())),
