@@ -873,7 +873,8 @@ async fn future_last_event_id_on_a_live_stream_is_400_and_does_not_steal_it() {
 async fn refused_last_event_id_does_not_close_the_live_connection() {
     use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
     let record = Arc::new(Record::default());
-    let store = InMemoryEventStore::new().max_events_per_session(4);
+    // Room for about four of the stream's events (each counts its data plus 128 bytes).
+    let store = InMemoryEventStore::new().max_session_bytes(1000);
     let server = serve(
         McpStack::new(probe(record.clone()))
             .sse(SseLayer::new().event_store(store))
@@ -890,7 +891,7 @@ async fn refused_last_event_id_does_not_close_the_live_connection() {
         ids.push(live.expect_event().await.stream_seq());
     }
 
-    // Seq 1 is no longer stored (4 events per session): the resume is refused...
+    // Seq 1 is no longer stored (the session's byte quota): the resume is refused...
     let evicted = format!("{stream}/1");
     let refused = get(server.addr, &session, LATEST, Some(&evicted)).await;
     assert_rejected(

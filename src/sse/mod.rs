@@ -25,7 +25,10 @@
 //!   waiting, and its events are kept within the session's store quota (newest kept).
 //! - [`InMemoryEventStore`] keeps a byte quota per session beside its global bound: a session
 //!   gives up its own events (delivered ones first), and when the store is full the sessions
-//!   holding the most give way, so one session's traffic cannot push out another's events.
+//!   holding the most give way, so one session's traffic cannot push out another's events. The
+//!   events of a live stream stay pending (its client may have them unread in socket buffers);
+//!   once a stream ends with its client reading they count as delivered, of which a session
+//!   keeps the last 1000.
 //! - Without an event store nothing can be resumed: a slow reader makes the handler wait, with
 //!   no stall timeout (connection-level timeouts still apply).
 //!

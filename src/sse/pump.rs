@@ -12,8 +12,12 @@
 //! makes it wait in `Peer::send`. Only a connection that takes nothing for the stall timeout is
 //! closed. With no connection attached the pump stores up to a queue's worth of events (the
 //! connection capacity) for the client's return, then waits for it, again at most the stall
-//! timeout; a client that is not back by then is given up on: its events are marked delivered
-//! (evictable within its session's quota) and the handler runs on unhindered.
+//! timeout; a client that is not back by then is given up on: the handler runs on unhindered and
+//! the stream's events are kept within the session's store quota, oldest evicted first.
+//!
+//! A stream's events are reported delivered to the store (which then keeps only a window of
+//! them) when the stream ends with its client attached: while it runs, what was handed to a
+//! connection may still sit unread in socket buffers, so it stays resumable.
 
 use super::StreamEvent;
 use super::event::{EventId, encode_data, encode_priming, encode_retry};
@@ -33,10 +37,6 @@ use tokio::sync::{Notify, mpsc};
 /// The default time a stream waits for its client: for an attached connection to take a frame
 /// from its full queue, and for a client without a connection to come back.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How many delivered events the pump lets pass before telling the store (it also tells it
-/// whenever it catches up with the handler).
-const MARK_EVERY: u64 = 32;
 
 /// An encoded SSE frame and the sequence number of its event (for de-duplication on resume).
 #[derive(Debug)]
@@ -348,7 +348,6 @@ impl Streams {
             stream,
             away: 0,
             given_up: false,
-            marked: 0,
         };
         tokio::spawn(pump.run(rx, priming));
         first
@@ -365,8 +364,6 @@ struct Pump {
     away: usize,
     /// The client did not come back within the stall timeout: stop waiting for it.
     given_up: bool,
-    /// The last sequence number reported to the store as delivered.
-    marked: u64,
 }
 
 impl Pump {
@@ -417,17 +414,12 @@ impl Pump {
                         Delivery::Delivered => {
                             self.away = 0;
                             self.given_up = false;
-                            if rx.is_empty() || seq >= self.marked + MARK_EVERY {
-                                self.mark_delivered(&sid, seq).await;
-                            }
                         }
-                        Delivery::NoReader if self.given_up => {
-                            self.mark_delivered(&sid, seq).await;
-                        }
+                        Delivery::NoReader if self.given_up => {}
                         Delivery::NoReader => {
                             self.away += 1;
                             if self.away >= self.streams.connection_capacity {
-                                self.wait_for_client(&sid, seq).await;
+                                self.wait_for_client(&sid).await;
                             }
                         }
                     }
@@ -448,6 +440,14 @@ impl Pump {
         if self.session.is_closed() {
             // Closed while the pump appended: its events may have been forgotten before ours.
             self.streams.store.forget_session(&sid).await;
+        } else if self.slot.is_attached() {
+            // The client is reading and has been handed everything: the store may keep just a
+            // window of these, for a client that loses the tail.
+            let id = EventId {
+                stream: self.stream,
+                seq: self.slot.delivered(),
+            };
+            self.streams.store.delivered(&sid, id).await;
         }
         let key = (sid, self.stream);
         let mut live = lock(&self.streams.live);
@@ -459,20 +459,10 @@ impl Pump {
         self.slot.detach();
     }
 
-    /// Tells the store the events through `seq` no longer need protecting.
-    async fn mark_delivered(&mut self, sid: &SessionId, seq: u64) {
-        let id = EventId {
-            stream: self.stream,
-            seq,
-        };
-        self.streams.store.delivered(sid, id).await;
-        self.marked = seq;
-    }
-
     /// The client has been away for a queue's worth of events: hold the handler back (it waits
     /// in `Peer::send`) until a connection attaches, the session ends, or the stall timeout
     /// passes; then the client is given up on.
-    async fn wait_for_client(&mut self, sid: &SessionId, seq: u64) {
+    async fn wait_for_client(&mut self, sid: &SessionId) {
         let slot = self.slot.clone();
         let mut woken = pin!(slot.wake.notified());
         woken.as_mut().enable();
@@ -497,6 +487,5 @@ impl Pump {
             );
         }
         self.given_up = true;
-        self.mark_delivered(sid, seq).await;
     }
 }

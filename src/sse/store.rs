@@ -6,9 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-/// The default bound on the events kept per session. With [`EVENT_OVERHEAD`] charged per event,
-/// the byte quota ([`DEFAULT_MAX_SESSION_BYTES`]) is usually reached first.
-pub const DEFAULT_MAX_EVENTS_PER_SESSION: usize = 100_000;
+/// The default number of delivered events kept per session (as the TypeScript `mcp-proxy`
+/// keeps 1000 events): what a client that lost the tail of a finished response can resume.
+pub const DEFAULT_MAX_EVENTS_PER_SESSION: usize = 1000;
 
 /// The default byte quota of one session: 16 MiB. Room for what a stalled client's socket
 /// buffers hold (a few MiB on Linux) plus what its stream stores while it is away.
@@ -23,20 +23,21 @@ pub const EVENT_OVERHEAD: usize = 128;
 
 /// An [`EventStore`] in memory, bounded per session and in total.
 ///
-/// Every event counts its data plus [`EVENT_OVERHEAD`] bytes against two bounds:
+/// Events are *pending* until [`EventStore::delivered`] reports them: those of a live stream
+/// (its client may be stalled with them unread in its socket buffers) and those a client that
+/// is away has yet to resume. [`SseLayer`](super::SseLayer) reports a stream's events delivered
+/// once the stream has ended with its client attached, or at once for an answer sent whole.
 ///
-/// - **Per session** (`max_session_bytes`, and at most `max_events_per_session` events): a
-///   session over its quota gives up its own events, never another session's: first those
-///   already delivered to a connected client, oldest first, then undelivered ones, oldest first.
+/// - **Delivered events**: the last `max_events_per_session` of a session are kept (default
+///   1000), for a client that lost the tail of a response; older ones go first.
+/// - **Per session** (`max_session_bytes`, every event counting its data plus
+///   [`EVENT_OVERHEAD`]): a session over its quota gives up its own events, never another
+///   session's: delivered ones first, then pending ones, oldest first.
 /// - **In total** (`max_total_bytes`): when the store is full, the sessions holding the most
 ///   give way (each its delivered events first) down to a common level, so a session holding
 ///   less than the others keeps every event; among equals the appending session goes first.
 ///   Each pass frees 1/64 of the budget beyond the excess, so it runs once per that much
 ///   appended data, not on every append.
-///
-/// "Delivered" is what [`EventStore::delivered`] reported: events the pump handed to a connected
-/// client, or whose client stayed away past the stall timeout. Undelivered events, what a stalled
-/// or disconnected client still has to resume, are therefore the last to go.
 ///
 /// A session's events are freed when it ends ([`EventStore::forget_session`]). Within a stream,
 /// sequence numbers are contiguous, so the resume point is found by subtraction, never by a scan.
@@ -59,12 +60,14 @@ struct Inner {
 #[derive(Debug, Default)]
 struct SessionEvents {
     streams: HashMap<u64, StreamEvents>,
-    /// `(stream, seq)` in append order, for evicting undelivered events. Entries of events
-    /// already evicted are skipped when popped, and compacted when they outnumber live ones.
+    /// `(stream, seq)` in append order, for evicting pending events. Entries of events already
+    /// evicted are skipped when popped, and compacted when they outnumber live ones.
     order: VecDeque<(u64, u64)>,
-    /// `(stream, seq)` of delivered events in the order they were delivered: evicted first.
+    /// `(stream, seq)` of delivered events in the order they were reported: evicted first.
     delivered: VecDeque<(u64, u64)>,
     count: usize,
+    /// How many of the stored events are delivered.
+    delivered_count: usize,
     bytes: usize,
 }
 
@@ -96,6 +99,9 @@ impl SessionEvents {
             return None;
         }
         let (_, data) = stream.events.pop_front()?;
+        if stream.delivered_through.is_some_and(|d| seq <= d) {
+            self.delivered_count -= 1;
+        }
         if stream.events.is_empty() {
             self.streams.remove(&stream_id);
         }
@@ -105,16 +111,28 @@ impl SessionEvents {
         Some(freed)
     }
 
-    /// Evicts the session's next event: the oldest delivered one, else the oldest one. Returns
-    /// its charge; `None` when the session holds nothing.
-    fn evict_one(&mut self) -> Option<usize> {
-        while let Some((stream, seq)) = self.delivered.pop_front() {
-            if let Some(freed) = self.evict(stream, seq) {
+    /// Evicts the session's oldest delivered event; returns its charge.
+    fn evict_delivered(&mut self) -> Option<usize> {
+        while let Some(entry) = self.delivered.pop_front() {
+            if let Some(freed) = self.evict(entry.0, entry.1) {
+                // Usually also the oldest event: drop its entry now rather than in `compact`.
+                if self.order.front() == Some(&entry) {
+                    self.order.pop_front();
+                }
                 return Some(freed);
             }
         }
-        while let Some((stream, seq)) = self.order.pop_front() {
-            if let Some(freed) = self.evict(stream, seq) {
+        None
+    }
+
+    /// Evicts the session's next event: the oldest delivered one, else the oldest one. Returns
+    /// its charge; `None` when the session holds nothing.
+    fn evict_one(&mut self) -> Option<usize> {
+        if let Some(freed) = self.evict_delivered() {
+            return Some(freed);
+        }
+        while let Some(entry) = self.order.pop_front() {
+            if let Some(freed) = self.evict(entry.0, entry.1) {
                 return Some(freed);
             }
         }
@@ -129,7 +147,7 @@ impl SessionEvents {
             order.shrink_to(2 * order.len() + 64);
             self.order = order;
         }
-        if self.delivered.len() > 2 * self.count + 64 {
+        if self.delivered.len() > 2 * self.delivered_count + 64 {
             let mut delivered = std::mem::take(&mut self.delivered);
             delivered.retain(|(stream, seq)| self.holds(*stream, *seq));
             delivered.shrink_to(2 * delivered.len() + 64);
@@ -161,7 +179,8 @@ impl Default for InMemoryEventStore {
 }
 
 impl InMemoryEventStore {
-    /// A store with the default bounds: 16 MiB and 100,000 events per session, 64 MiB in total.
+    /// A store with the default bounds: 16 MiB and 1000 delivered events per session, 64 MiB in
+    /// total.
     pub fn new() -> Self {
         Self {
             inner: Arc::default(),
@@ -171,7 +190,8 @@ impl InMemoryEventStore {
         }
     }
 
-    /// Keeps at most `max` events per session (at least 1).
+    /// Keeps at most `max` delivered events per session (at least 1); pending events are bounded
+    /// by the byte quota instead.
     pub fn max_events_per_session(mut self, max: usize) -> Self {
         self.max_events_per_session = max.max(1);
         self
@@ -228,7 +248,13 @@ impl InMemoryEventStore {
         {
             let dropped = std::mem::take(stream);
             let freed: usize = dropped.events.iter().map(|(_, d)| charge(d)).sum();
+            let delivered = dropped
+                .events
+                .iter()
+                .filter(|(seq, _)| dropped.delivered_through.is_some_and(|d| *seq <= d))
+                .count();
             events.count -= dropped.events.len();
+            events.delivered_count -= delivered;
             events.bytes -= freed;
             inner.live_events -= dropped.events.len();
             inner.total_bytes -= freed;
@@ -241,7 +267,7 @@ impl InMemoryEventStore {
         inner.total_bytes += cost;
 
         // The session's own quota: it gives up its own events, delivered ones first.
-        while events.count > self.max_events_per_session || events.bytes > self.max_session_bytes {
+        while events.bytes > self.max_session_bytes {
             let Some(freed) = events.evict_one() else {
                 break;
             };
@@ -313,7 +339,23 @@ impl InMemoryEventStore {
         events
             .delivered
             .extend((from..=through).map(|seq| (id.stream, seq)));
+        events.delivered_count += usize::try_from(through - from + 1).unwrap_or(usize::MAX);
+        let mut freed_events = 0;
+        let mut freed_bytes = 0;
+        while events.delivered_count > self.max_events_per_session {
+            let Some(freed) = events.evict_delivered() else {
+                break;
+            };
+            freed_events += 1;
+            freed_bytes += freed;
+        }
         events.compact();
+        let empty = events.count == 0;
+        inner.live_events -= freed_events;
+        inner.total_bytes -= freed_bytes;
+        if empty {
+            inner.sessions.remove(session);
+        }
     }
 
     fn replay_sync(&self, session: &SessionId, after: EventId) -> Option<Vec<(EventId, Bytes)>> {
@@ -468,12 +510,16 @@ mod tests {
     }
 
     #[test]
-    fn bounded_per_session_and_evicted_ids_are_unknown() {
+    fn delivered_events_are_kept_in_a_window_and_evicted_ids_are_unknown() {
         let store = InMemoryEventStore::new().max_events_per_session(3);
         let s = sid("a");
         for seq in 0..5 {
             store.append_sync(&s, id(1, seq), data(seq));
         }
+        // Pending events are bounded by bytes only: all five are kept...
+        assert_eq!(store.len(), 5);
+        // ... until delivered: then the window of three.
+        store.delivered_sync(&s, id(1, 4));
         assert_eq!(store.len(), 3);
         assert_eq!(store.replay_sync(&s, id(1, 0)), None, "event 1 was evicted");
         assert_eq!(
@@ -484,6 +530,7 @@ mod tests {
         assert_eq!(store.replay_sync(&s, id(1, 2)).unwrap().len(), 2);
         // Another session has its own bound.
         store.append_sync(&sid("b"), id(1, 0), data(0));
+        store.delivered_sync(&sid("b"), id(1, 0));
         assert_eq!(store.len(), 4);
     }
 
@@ -622,6 +669,7 @@ mod tests {
         for stream in 1..=1000 {
             store.append_sync(&s, id(stream, 0), data(0));
             store.append_sync(&s, id(stream, 1), data(1));
+            store.delivered_sync(&s, id(stream, 1));
         }
         let inner = store.lock();
         let events = &inner.sessions[&s];
