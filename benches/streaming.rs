@@ -7,8 +7,8 @@
 //!   event and hands it to the connection, the body is collected. The resumable streaming path,
 //!   per message. (50: within one 64-frame connection queue, so the code before backpressure,
 //!   which dropped what overflowed it, can be measured too.)
-//! - `store/append`: one append to an `InMemoryEventStore` whose session is at a 1000-event
-//!   bound (so every append also evicts: the steady state of a busy session).
+//! - `store/append`: one append to an `InMemoryEventStore` whose session is at a byte quota of
+//!   1000 events (so every append also evicts: the steady state of a busy session).
 //! - `store/replay/*`: resuming after the middle of a 100-event stream, and after its last event.
 
 use bytes::Bytes;
@@ -18,7 +18,9 @@ use http_body_util::{BodyExt, Full};
 use mcp_tower_http::jsonrpc::{ErrorObject, Request as RpcRequest};
 use mcp_tower_http::jsonrpc::{Id, Message};
 use mcp_tower_http::session::SessionId;
-use mcp_tower_http::sse::{EventId, EventStore, InMemoryEventStore, Outgoing, SseLayer};
+use mcp_tower_http::sse::{
+    EVENT_OVERHEAD, EventId, EventStore, InMemoryEventStore, Outgoing, SseLayer,
+};
 use mcp_tower_http::{McpService, McpStack, RequestContext, SessionContext};
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -158,14 +160,14 @@ fn stream(c: &mut Criterion) {
 
 fn store(c: &mut Criterion) {
     let rt = runtime();
-    let store = InMemoryEventStore::new().max_events_per_session(1000);
     let session = SessionId::random();
     let data = Message::result(
         Id::Number(1),
         json!({"content": [{"type": "text", "text": "x"}]}),
     )
     .to_bytes();
-    // Fill to the per-session bound so each measured append also evicts.
+    // A session quota of 1000 such events: once full, each measured append also evicts.
+    let store = InMemoryEventStore::new().max_session_bytes(1000 * (data.len() + EVENT_OVERHEAD));
     let mut seq = 0u64;
     rt.block_on(async {
         for _ in 0..1000 {
