@@ -463,28 +463,29 @@ impl Pump {
     /// in `Peer::send`) until a connection attaches, the session ends, or the stall timeout
     /// passes; then the client is given up on.
     async fn wait_for_client(&mut self, sid: &SessionId) {
+        let deadline = tokio::time::Instant::now() + self.streams.stall_timeout;
         let slot = self.slot.clone();
-        let mut woken = pin!(slot.wake.notified());
-        woken.as_mut().enable();
-        if !self.slot.is_attached() && !self.session.is_closed() {
-            let wait = tokio::time::timeout(self.streams.stall_timeout, &mut woken).await;
-            if wait.is_ok() && self.slot.is_attached() {
+        loop {
+            let mut woken = pin!(slot.wake.notified());
+            woken.as_mut().enable();
+            if slot.is_attached() {
                 // The resume replayed what was stored; what follows goes out live.
                 self.away = 0;
                 return;
             }
-        }
-        if self.slot.is_attached() {
-            self.away = 0;
-            return;
-        }
-        if !self.session.is_closed() {
-            tracing::info!(
-                session = %sid,
-                stream = self.stream,
-                "SSE client did not come back within {:?}; its stream goes on without waiting",
-                self.streams.stall_timeout
-            );
+            if self.session.is_closed() {
+                break;
+            }
+            // Woken for nothing (a refused resume put nothing back): wait out the rest.
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                tracing::info!(
+                    session = %sid,
+                    stream = self.stream,
+                    "SSE client did not come back within {:?}; its stream goes on without waiting",
+                    self.streams.stall_timeout
+                );
+                break;
+            }
         }
         self.given_up = true;
     }
