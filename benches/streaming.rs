@@ -2,18 +2,27 @@
 //!
 //! - `sse/frame/*`: `SseLayer` framing an answer of 1 or 10 messages (the encoding a client
 //!   sees), against the same inner service in JSON mode.
-//! - `store/append`: one append to an `InMemoryEventStore` whose session is at its 1000-event
-//!   bound (so every append also evicts: the steady state of a busy session).
+//! - `sse/stream_50_notifications`: through the whole stack (in process, no sockets), a
+//!   handler streaming 50 progress notifications then its answer: the stream's pump stores each
+//!   event and hands it to the connection, the body is collected. The resumable streaming path,
+//!   per message. (50: within one 64-frame connection queue, so the code before backpressure,
+//!   which dropped what overflowed it, can be measured too.)
+//! - `store/append`: one append to an `InMemoryEventStore` whose session is at a byte quota of
+//!   1000 events (so every append also evicts: the steady state of a busy session).
 //! - `store/replay/*`: resuming after the middle of a 100-event stream, and after its last event.
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
+use mcp_tower_http::jsonrpc::{ErrorObject, Request as RpcRequest};
 use mcp_tower_http::jsonrpc::{Id, Message};
 use mcp_tower_http::session::SessionId;
-use mcp_tower_http::sse::{EventId, EventStore, InMemoryEventStore, Outgoing, SseLayer};
-use serde_json::json;
+use mcp_tower_http::sse::{
+    EVENT_OVERHEAD, EventId, EventStore, InMemoryEventStore, Outgoing, SseLayer,
+};
+use mcp_tower_http::{McpService, McpStack, RequestContext, SessionContext};
+use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
@@ -71,16 +80,94 @@ fn frame(c: &mut Criterion) {
     group.finish();
 }
 
+/// Streams 50 progress notifications, then answers.
+struct Streamer;
+
+impl McpService for Streamer {
+    async fn handle_request(
+        &self,
+        request: RpcRequest,
+        cx: RequestContext,
+    ) -> Result<Value, ErrorObject> {
+        match request.method.as_str() {
+            "initialize" => Ok(json!({
+                "protocolVersion": "2025-11-25",
+                "capabilities": { "tools": {} },
+                "serverInfo": { "name": "bench", "version": "0" },
+            })),
+            _ => {
+                for n in 1..=50 {
+                    cx.notify_progress(f64::from(n), Some(50.0), None).await;
+                }
+                Ok(json!({ "content": [{ "type": "text", "text": "streamed" }] }))
+            }
+        }
+    }
+}
+
+fn post(body: &str, session: Option<&http::HeaderValue>) -> Request<Full<Bytes>> {
+    let mut builder = Request::post("/mcp")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(id) = session {
+        builder = builder.header("mcp-session-id", id.clone());
+    }
+    builder
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request")
+}
+
+fn stream(c: &mut Criterion) {
+    let rt = runtime();
+    let make = |_: &SessionContext<'_>| Streamer;
+    let service = McpStack::new(make).endpoint_path("/mcp").into_service();
+    let session = rt.block_on(async {
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
+        let response = service.clone().oneshot(post(init, None)).await.expect("initialize");
+        let session = response.headers()["mcp-session-id"].clone();
+        let _ = response.into_body().collect().await;
+        let done = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let response = service
+            .clone()
+            .oneshot(post(done, Some(&session)))
+            .await
+            .expect("initialized");
+        let _ = response.into_body().collect().await;
+        session
+    });
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"stream","arguments":{},"_meta":{"progressToken":"p"}}}"#;
+    let tail: &[u8] = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"text\":\"streamed\",\"type\":\"text\"}]}}\n\n";
+    c.bench_function("sse/stream_50_notifications", |b| {
+        b.to_async(&rt).iter(|| {
+            let service = service.clone();
+            let request = post(call, Some(&session));
+            async move {
+                let response = service.oneshot(request).await.expect("response");
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                // Every message arrives, the answer last.
+                assert!(body.ends_with(tail), "{body:?}");
+                black_box(body.len())
+            }
+        })
+    });
+}
+
 fn store(c: &mut Criterion) {
     let rt = runtime();
-    let store = InMemoryEventStore::new();
     let session = SessionId::random();
     let data = Message::result(
         Id::Number(1),
         json!({"content": [{"type": "text", "text": "x"}]}),
     )
     .to_bytes();
-    // Fill to the per-session bound so each measured append also evicts.
+    // A session quota of 1000 such events: once full, each measured append also evicts.
+    let store = InMemoryEventStore::new().max_session_bytes(1000 * (data.len() + EVENT_OVERHEAD));
     let mut seq = 0u64;
     rt.block_on(async {
         for _ in 0..1000 {
@@ -129,6 +216,6 @@ criterion_group! {
         .sample_size(50)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    targets = frame, store
+    targets = frame, stream, store
 }
 criterion_main!(benches);

@@ -782,8 +782,8 @@ async fn dispatch(shared: &Arc<Shared>, message: Message) {
                 tracing::debug!(session = %shared.label, "no client stream for a child notification");
                 return;
             };
-            // Awaited, not spawned: order matters more than a slow stream briefly holding up the
-            // child's output (a resumable stream disconnects a slow reader instead of waiting).
+            // Awaited, not spawned: order matters, and a stream that waits for its reader holds
+            // up the child's output (backpressure, bounded by the SSE stall timeout).
             let _ = peer.send(message).await;
         }
         Message::Request(request) => {

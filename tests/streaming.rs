@@ -1,7 +1,9 @@
 //! Streaming behaviour over real loopback sockets: resumption with `Last-Event-ID` after a
 //! dropped connection (POST and standalone GET streams), SSE polling (SEP-1699), server→client
-//! requests, cancellation, the slow-reader bound, the legacy HTTP+SSE transport and priming
-//! events. References: `mcp-http-spec.md` §1 T8–T14 and T20.
+//! requests, cancellation, backpressure and the stall timeout (a reading client gets every
+//! event, a stalled one is disconnected and resumes, memory stays bounded), event-store fairness
+//! between sessions, the legacy HTTP+SSE transport and priming events. References:
+//! `mcp-http-spec.md` §1 T8–T14 and T20; issue 9, findings 1 and 2.
 //!
 //! Each test opens its own TCP connection per HTTP request, so it can drop exactly the connection
 //! it means to, and every wait is bounded (see `streaming_support`).
@@ -467,58 +469,103 @@ async fn dropped_connection_does_not_cancel_the_handler() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. A client that stops reading cannot make the server buffer without bound
+// 7. A client that stops reading: held back, disconnected after the stall timeout, memory
+//    bounded, and everything still resumable (issue 9, finding 1)
 // ---------------------------------------------------------------------------------------------
 
 /// Messages the flood sends, and their filler size: about 100 MB in total.
 const FLOOD_COUNT: u64 = 100_000;
 const FLOOD_SIZE: u64 = 1_000;
 
-/// The RSS growth allowed while flooding a client that stopped reading. With the defaults the
-/// server holds at most: the session's last 1000 events in the store (`DEFAULT_MAX_EVENTS_PER_SESSION`,
-/// ~1.1 KB each: ~1.1 MB; the 64 MiB `DEFAULT_MAX_TOTAL_BYTES` is a store-wide ceiling this one
-/// session never reaches), 64 frames queued for the connection (~70 KB), 32 messages queued
-/// from the handler, and one frame in hyper's write buffer. Socket buffers are kernel memory, not
-/// RSS. 48 MiB leaves ample room for allocator slack and the other tests of this binary running
-/// alongside, yet is half of what buffering the flood (~100 MB) would take.
+/// The stall timeout of the stall tests: long enough for a test to act between the server's
+/// moves on a loaded machine, short enough to keep the tests quick.
+const STALL: Duration = Duration::from_secs(3);
+
+/// The memory test takes this exclusively, the tests that move tens of megabytes take it
+/// shared: RSS is the whole process's, and their buffers must not count against its bound.
+static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The RSS growth allowed while flooding a client that stopped reading. The server holds at
+/// most: the stream's events in the store (what the socket buffers took, a few MiB, plus 64
+/// frames stored while the client is away; bounded anyway by the session's 16 MiB quota,
+/// `DEFAULT_MAX_SESSION_BYTES`), 64 frames queued for the connection (~70 KB), 32 messages queued
+/// from the handler, and hyper's write buffer. Socket buffers are kernel memory, not RSS. 48 MiB
+/// leaves room for allocator slack and the other tests of this binary running alongside, yet is
+/// half of what buffering the flood (~100 MB) would take.
 const RSS_BOUND: u64 = 48 * 1024 * 1024;
 
+/// Samples `record.flooded` every 20 ms until it has not moved for 300 ms (the handler is held
+/// back), tracking the peak RSS meanwhile; returns the count.
+async fn held_back(record: &Record, peak: &mut u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = record.flooded.load(Ordering::SeqCst);
+    let mut still_since = Instant::now();
+    loop {
+        *peak = (*peak).max(rss_bytes());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = record.flooded.load(Ordering::SeqCst);
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        } else if still_since.elapsed() >= Duration::from_millis(300) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handler was not held back: {now} of {FLOOD_COUNT} sent"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_reader_is_disconnected_and_memory_stays_bounded() {
+async fn stalled_reader_is_held_then_disconnected_and_resumes_everything_in_bounded_memory() {
+    use mcp_tower_http::sse::SseLayer;
+    let _memory = MEMORY.write().await;
     let record = Arc::new(Record::default());
-    let server = probe_server(&record).await;
+    let server = serve(
+        McpStack::new(probe(record.clone()))
+            .sse(SseLayer::new().stall_timeout(STALL))
+            .endpoint_path("/mcp")
+            .into_service(),
+    )
+    .await;
     let session = initialize(server.addr, LATEST).await;
     let before = rss_bytes();
-    let started = Instant::now();
 
     let call = tool_call(
         11,
         "flood",
         json!({ "count": FLOOD_COUNT, "size": FLOOD_SIZE }),
     );
-    let mut stream = post(server.addr, &session, LATEST, &call).await;
-    assert_sse_headers(&stream, "POST flood");
-    let priming = stream.expect_event().await;
-    assert_priming(&priming);
-    // The client stops reading here.
-
+    let mut stalled = post(server.addr, &session, LATEST, &call).await;
+    assert_sse_headers(&stalled, "POST flood");
+    let priming = stalled.expect_event().await;
+    let stream = assert_priming(&priming);
+    // The client stops reading here. The handler runs until the socket buffers and the queues
+    // are full, then waits for the reader.
     let mut peak = before;
-    let deadline = Instant::now() + Duration::from_secs(25);
-    while !record.completed.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the flood did not finish: {} of {FLOOD_COUNT} sent",
-            record.flooded.load(Ordering::SeqCst)
-        );
-        peak = peak.max(rss_bytes());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    peak = peak.max(rss_bytes());
-    let flood_time = started.elapsed();
-    assert_eq!(record.flooded.load(Ordering::SeqCst), FLOOD_COUNT);
+    let stuck = held_back(&record, &mut peak).await;
+    assert!(
+        stuck < FLOOD_COUNT / 2,
+        "the handler was not held back by a client that stopped reading: {stuck} sent"
+    );
+    // After the stall timeout the connection is closed: the stream stores what comes while the
+    // client is away, a queue's worth (64), then holds the handler back again.
+    eventually(
+        "the stalled connection is closed and the stream goes on storing",
+        STALL * 4,
+        || record.flooded.load(Ordering::SeqCst) > stuck,
+    )
+    .await;
+    let away = held_back(&record, &mut peak).await;
+    assert!(
+        away - stuck <= 64 + 32 + 2,
+        "a client away may cost a queue's worth of events, not {}",
+        away - stuck
+    );
     let growth = peak.saturating_sub(before);
     eprintln!(
-        "flood of {FLOOD_COUNT} x {FLOOD_SIZE} B took {flood_time:?}; RSS {} MiB -> peak {} MiB (+{} KiB)",
+        "held back after {stuck} of {FLOOD_COUNT} messages, {away} once disconnected; RSS {} MiB -> peak {} MiB (+{} KiB)",
         before >> 20,
         peak >> 20,
         growth >> 10
@@ -530,35 +577,73 @@ async fn slow_reader_is_disconnected_and_memory_stays_bounded() {
         RSS_BOUND >> 20
     );
 
-    // The server gave up on the connection: what is left is what the socket buffers and the
-    // connection queue held, then the end of the body; the result never reached this connection.
-    let (read, tail) = stream.drain_counting().await;
-    assert!(stream.ended.is_some(), "the body ends");
+    // The client comes back (within the stall timeout) and gets every message from the start.
+    let priming_id = priming.id.clone().expect("priming id");
+    let mut resumed = get(server.addr, &session, LATEST, Some(&priming_id)).await;
+    assert_sse_headers(&resumed, "GET with Last-Event-ID after a stall");
+    let mut next = 1;
+    let mut last = None;
+    while let Some(event) = resumed.next_event().await {
+        assert_eq!(event.stream_seq(), (stream, next), "gap or duplicate");
+        next += 1;
+        last = Some(event);
+    }
+    assert_eq!(resumed.ended, Some(true), "the resumed stream ends cleanly");
+    assert_eq!(next, FLOOD_COUNT + 2, "every notification and the result");
+    let result = last.expect("events");
+    assert_eq!(message(&result), text_result(json!(11), "flooded"));
+    assert_eq!(record.flooded.load(Ordering::SeqCst), FLOOD_COUNT);
+
+    // The stalled connection got what the socket buffers held, then its end: not the result.
+    let (read, tail) = stalled.drain_counting().await;
+    assert!(stalled.ended.is_some(), "the stalled body ends");
     let produced = (FLOOD_COUNT * FLOOD_SIZE) as usize;
     assert!(
         read < produced / 3,
-        "read {read} bytes of {produced}: the slow connection was not cut off"
+        "read {read} bytes of {produced}: the stalled connection was not cut off"
     );
-    let tail = String::from_utf8_lossy(&tail);
     assert!(
-        !tail.contains("flooded"),
-        "the result went to a dead connection"
+        !String::from_utf8_lossy(&tail).contains("flooded"),
+        "the result went to the stalled connection"
     );
-    eprintln!(
-        "the slow connection delivered {} KiB before ending",
-        read >> 10
-    );
+}
 
-    // The store kept only the session's last 1000 events: the start is gone.
-    let priming_id = priming.id.expect("priming id");
-    let response = get(server.addr, &session, LATEST, Some(&priming_id)).await;
-    assert_rejected(
-        response,
-        StatusCode::BAD_REQUEST,
-        -32000,
-        "Bad Request: unknown Last-Event-ID",
+/// A reader slower than the handler but never stalled for the stall timeout keeps its
+/// connection and gets everything on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_but_steady_reader_keeps_its_connection_and_gets_everything() {
+    use mcp_tower_http::sse::SseLayer;
+    let _memory = MEMORY.read().await;
+    let record = Arc::new(Record::default());
+    let server = serve(
+        McpStack::new(probe(record.clone()))
+            .sse(SseLayer::new().stall_timeout(STALL))
+            .endpoint_path("/mcp")
+            .into_service(),
     )
     .await;
+    let session = initialize(server.addr, LATEST).await;
+    // 2000 x 8 KiB: more than the socket buffers and queues take, produced faster than this
+    // reader reads, so the stream waits for it.
+    let call = tool_call(14, "flood", json!({ "count": 2000, "size": 8 * 1024 }));
+    let mut stream = post(server.addr, &session, LATEST, &call).await;
+    let id = assert_priming(&stream.expect_event().await);
+    let mut n = 0;
+    while let Some(event) = stream.next_event().await {
+        n += 1;
+        assert_eq!(event.stream_seq(), (id, n), "gap or duplicate");
+        if n <= 2000 {
+            // 2 ms per message: far under the stall timeout each time, over it in all.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        } else {
+            assert_eq!(message(&event), text_result(json!(14), "flooded"));
+        }
+    }
+    assert_eq!(stream.ended, Some(true));
+    assert_eq!(
+        n, 2001,
+        "every message and the result on the one connection"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -788,7 +873,8 @@ async fn future_last_event_id_on_a_live_stream_is_400_and_does_not_steal_it() {
 async fn refused_last_event_id_does_not_close_the_live_connection() {
     use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
     let record = Arc::new(Record::default());
-    let store = InMemoryEventStore::new().max_events_per_session(4);
+    // Room for about four of the stream's events (each counts its data plus 128 bytes).
+    let store = InMemoryEventStore::new().max_session_bytes(1000);
     let server = serve(
         McpStack::new(probe(record.clone()))
             .sse(SseLayer::new().event_store(store))
@@ -805,7 +891,7 @@ async fn refused_last_event_id_does_not_close_the_live_connection() {
         ids.push(live.expect_event().await.stream_seq());
     }
 
-    // Seq 1 is no longer stored (4 events per session): the resume is refused...
+    // Seq 1 is no longer stored (the session's byte quota): the resume is refused...
     let evicted = format!("{stream}/1");
     let refused = get(server.addr, &session, LATEST, Some(&evicted)).await;
     assert_rejected(
@@ -822,4 +908,172 @@ async fn refused_last_event_id_does_not_close_the_live_connection() {
         ids, expected,
         "the live connection lost events after a refused resume"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Bursts reach a client reading at full speed, in full (issue 9, finding 1)
+// ---------------------------------------------------------------------------------------------
+
+const V0326: &str = "2025-03-26";
+
+/// A client that keeps reading, but a little slower than the server writes (as any client is
+/// slower than a release build of the server): a 1 ms pause every 10 events. With more data
+/// than the socket buffers hold, the stream must wait for it rather than give up on it.
+async fn keep_pace(n: usize) {
+    if n.is_multiple_of(10) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The text the batch's echo `n` sends: 200 bytes and more, so the answers (~3.5 MB) outgrow
+/// the socket buffers.
+fn echo_text(n: usize) -> String {
+    format!("n{n}:{}", "x".repeat(200))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_of_10000_requests_is_answered_in_full() {
+    const N: usize = 10_000;
+    let _memory = MEMORY.read().await;
+    let server = everything(|s| s).await;
+    let session = initialize(server.addr, V0326).await;
+    let batch: Vec<Value> = (1..=N)
+        .map(|id| {
+            json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "method": "tools/call",
+                "params": { "name": "echo", "arguments": { "text": echo_text(id) } },
+            })
+        })
+        .collect();
+    let body = Value::Array(batch).to_string();
+    let mut stream = post(server.addr, &session, V0326, &body).await;
+    assert_sse_headers(&stream, "POST a batch of 10,000");
+    let mut answered = vec![false; N + 1];
+    let mut count = 0;
+    let mut stream_id = None;
+    while let Some(event) = stream.next_event().await {
+        let (id, seq) = event.stream_seq();
+        assert_eq!(*stream_id.get_or_insert(id), id);
+        count += 1;
+        assert_eq!(seq, count as u64, "gap or duplicate");
+        let answer = message(&event);
+        let n = answer["id"].as_u64().expect("numeric id") as usize;
+        assert!(!answered[n], "answered twice: {n}");
+        answered[n] = true;
+        assert_eq!(answer, text_result(json!(n), &echo_text(n)));
+        keep_pace(count).await;
+    }
+    assert_eq!(stream.ended, Some(true), "the stream ends cleanly");
+    assert_eq!(count, N, "every request of the batch is answered");
+}
+
+/// The command line of the stdio fixture, or `None` (skip; a failure under CI) without
+/// `python3`.
+fn stdio_fixture() -> Option<mcp_tower_http::stdio::StdioCommand> {
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is needed for the stdio fixture"
+        );
+        eprintln!("skipped: python3 is not installed");
+        return None;
+    }
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/stdio_server.py"
+    );
+    Some(mcp_tower_http::stdio::StdioCommand::new("python3").args([fixture]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_child_burst_of_20000_progress_notifications_then_its_result_arrives_in_full() {
+    const N: u64 = 20_000;
+    let _memory = MEMORY.read().await;
+    let Some(command) = stdio_fixture() else {
+        return;
+    };
+    let server = serve(McpStack::new(command).endpoint_path("/mcp").into_service()).await;
+    let session = initialize(server.addr, LATEST).await;
+    // ~300 bytes each, 6 MB in all: more than the socket buffers hold.
+    let call = tool_call(21, "burst", json!({ "count": N, "size": 200 }));
+    let mut stream = post(server.addr, &session, LATEST, &call).await;
+    assert_sse_headers(&stream, "POST burst");
+    let id = assert_priming(&stream.expect_event().await);
+    for n in 1..=N {
+        let event = stream.expect_event().await;
+        assert_eq!(event.stream_seq(), (id, n), "gap or duplicate");
+        let progress = message(&event);
+        assert_eq!(progress["method"], "notifications/progress", "{progress}");
+        assert_eq!(progress["params"]["progressToken"], "p21", "{progress}");
+        assert_eq!(progress["params"]["progress"], n, "{progress}");
+        keep_pace(n as usize).await;
+    }
+    let result = stream.expect_event().await;
+    assert_eq!(result.stream_seq(), (id, N + 1));
+    assert_eq!(
+        message(&result),
+        text_result(json!(21), &format!("burst {N}"))
+    );
+    assert!(stream.next_event().await.is_none());
+    assert_eq!(stream.ended, Some(true));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. One session's traffic does not evict another's resumable events (issue 9, finding 2)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sessions_traffic_does_not_evict_a_resumable_stream() {
+    /// 20 answers of 4 MiB: 80 MiB, more than the store's 64 MiB in all, from one session.
+    const ECHOES: usize = 20;
+    let _memory = MEMORY.read().await;
+    let record = Arc::new(Record::default());
+    let server = probe_server(&record).await;
+    let a = initialize(server.addr, LATEST).await;
+    let b = initialize(server.addr, LATEST).await;
+
+    // A reads a little of a stream, then loses its connection; the rest is stored for it.
+    let call = tool_call(31, "count", json!({ "count": 10, "delay_ms": 5 }));
+    let mut first = post(server.addr, &a, LATEST, &call).await;
+    let stream = assert_priming(&first.expect_event().await);
+    let seen = first.expect_event().await;
+    assert_eq!(seen.stream_seq(), (stream, 1));
+    first.disconnect();
+    eventually(
+        "A's handler completes without its connection",
+        Duration::from_secs(5),
+        || record.completed.load(Ordering::SeqCst),
+    )
+    .await;
+
+    // B echoes 4 MiB, again and again, reading each answer.
+    let text = "x".repeat(4 * 1024 * 1024);
+    for n in 0..ECHOES {
+        let id = 100 + n as i64;
+        let echo = tool_call(id, "echo", json!({ "text": text }));
+        let mut answer = post(server.addr, &b, LATEST, &echo).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let (read, _) = answer.drain_counting().await;
+        assert!(read > text.len(), "echo {n}: {read} bytes");
+    }
+
+    // A resumes: every event after the one it saw, then the result.
+    let last = seen.id.clone().expect("an id");
+    let mut resumed = get(server.addr, &a, LATEST, Some(&last)).await;
+    assert_eq!(
+        resumed.status,
+        StatusCode::OK,
+        "A's resume after B's traffic"
+    );
+    let rest = resumed.rest().await;
+    let ids: Vec<(u64, u64)> = rest.iter().map(Event::stream_seq).collect();
+    let expected: Vec<(u64, u64)> = (2..=11).map(|seq| (stream, seq)).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(message(&rest[9]), text_result(json!(31), "counted 10"));
 }

@@ -78,6 +78,16 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Frees every event of a session that ended.
     fn forget_session(&self, session: &SessionId) -> impl Future<Output = ()> + Send;
+
+    /// Tells the store that the events of `id.stream` up to `id` were delivered: the stream
+    /// ended with its client reading, or was answered whole. A client needs them again only if
+    /// it lost the tail of what it was sent, so a bounded store may keep just a window of such
+    /// events and evict them before those a stalled or disconnected client has yet to resume.
+    /// Called once per stream; the default ignores it.
+    fn delivered(&self, session: &SessionId, id: EventId) -> impl Future<Output = ()> + Send {
+        let _ = (session, id);
+        std::future::ready(())
+    }
 }
 
 /// The keep-alive comment.

@@ -3,7 +3,7 @@ use super::event::{
     EventId, EventStore, encode_data, encode_json_batch, encode_message, encode_priming,
 };
 use super::future::ResponseFuture;
-use super::pump::Streams;
+use super::pump::{DEFAULT_STALL_TIMEOUT, Streams};
 use super::store::InMemoryEventStore;
 use super::{DEFAULT_KEEP_ALIVE, Outgoing, ResponseMode};
 use crate::error::{TransportError, TransportErrorKind};
@@ -23,6 +23,7 @@ pub struct SseLayer {
     json_response: bool,
     keep_alive: Option<Duration>,
     connection_capacity: usize,
+    stall_timeout: Duration,
     streams: Option<Arc<Streams>>,
 }
 
@@ -40,6 +41,7 @@ impl SseLayer {
             json_response: false,
             keep_alive: Some(DEFAULT_KEEP_ALIVE),
             connection_capacity: DEFAULT_CONNECTION_CAPACITY,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             streams: None,
         }
         .event_store(InMemoryEventStore::new())
@@ -50,6 +52,7 @@ impl SseLayer {
         self.streams = Some(Arc::new(Streams::new(
             Arc::new(store),
             self.connection_capacity,
+            self.stall_timeout,
         )));
         self
     }
@@ -61,14 +64,31 @@ impl SseLayer {
         self
     }
 
-    /// How many frames may queue for one client connection. With an event store, a client that
-    /// lets its queue fill (it stopped reading) is disconnected and resumes from the store.
+    /// How many frames may queue for one client connection before the stream waits for it
+    /// (and, with an event store, how many more are stored while its client is away).
     pub fn connection_capacity(mut self, capacity: usize) -> Self {
         self.connection_capacity = capacity.max(1);
         if let Some(streams) = &self.streams {
             self.streams = Some(Arc::new(Streams::new(
                 streams.store.clone(),
                 self.connection_capacity,
+                self.stall_timeout,
+            )));
+        }
+        self
+    }
+
+    /// How long a resumable stream waits for its client (default 30 s): a connection that takes
+    /// nothing from its full queue for this long is closed (the client resumes with
+    /// `Last-Event-ID`), and a client away for a queue's worth of events is waited for this long
+    /// before its stream goes on without it. Meanwhile the handler waits in `Peer::send`.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        if let Some(streams) = &self.streams {
+            self.streams = Some(Arc::new(Streams::new(
+                streams.store.clone(),
+                self.connection_capacity,
+                self.stall_timeout,
             )));
         }
         self

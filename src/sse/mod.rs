@@ -10,6 +10,28 @@
 //!   `Cache-Control: no-cache, no-transform` and `X-Accel-Buffering: no`.
 //! - JSON mode ([`SseLayer::json_response`]): one `application/json` body.
 //!
+//! # Slow clients and backpressure
+//!
+//! A client that reads its stream gets every event, however fast the handler produces them:
+//!
+//! - Each connection has a bounded queue ([`SseLayer::connection_capacity`], 64 frames). While
+//!   it is full the stream waits, so the handler's own bounded queue fills and the handler waits
+//!   in `Peer::send` / `Peer::notify` (a stdio child's output waits likewise). Memory stays
+//!   bounded whatever the handler produces.
+//! - With an event store, a connection that takes nothing for [`SseLayer::stall_timeout`]
+//!   (default 30 s) is closed; its client resumes with `Last-Event-ID`. While it is away the
+//!   stream stores up to a queue's worth of further events, then holds the handler back until
+//!   the client returns, at most the stall timeout again; after that the stream goes on without
+//!   waiting, and its events are kept within the session's store quota (newest kept).
+//! - [`InMemoryEventStore`] keeps a byte quota per session beside its global bound: a session
+//!   gives up its own events (delivered ones first), and when the store is full the sessions
+//!   holding the most give way, so one session's traffic cannot push out another's events. The
+//!   events of a live stream stay pending (its client may have them unread in socket buffers);
+//!   once a stream ends with its client reading they count as delivered, of which a session
+//!   keeps the last 1000.
+//! - Without an event store nothing can be resumed: a slow reader makes the handler wait, with
+//!   no stall timeout (connection-level timeouts still apply).
+//!
 //! It tells the endpoint which mode to produce through a [`ResponseMode`] request extension,
 //! checks `Accept` (406 unless a POST accepts both `application/json` and `text/event-stream`, or
 //! a GET accepts `text/event-stream`), and serves the standalone GET stream of a session (one
@@ -61,8 +83,10 @@ pub use self::event::{EventId, EventStore, InvalidEventId};
 pub use self::future::ResponseFuture;
 pub(crate) use self::layer::sse_headers;
 pub use self::layer::{SseLayer, SseService};
+pub use self::pump::DEFAULT_STALL_TIMEOUT;
 pub use self::store::{
-    DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_MAX_TOTAL_BYTES, InMemoryEventStore,
+    DEFAULT_MAX_EVENTS_PER_SESSION, DEFAULT_MAX_SESSION_BYTES, DEFAULT_MAX_TOTAL_BYTES,
+    EVENT_OVERHEAD, InMemoryEventStore,
 };
 
 use crate::jsonrpc::Message;

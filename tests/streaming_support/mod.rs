@@ -106,7 +106,10 @@ pub struct Exchange {
     pub headers: HeaderMap,
     body: Incoming,
     conn: JoinHandle<()>,
+    /// Received bytes not yet parsed: `buf[pos..]` (consumed bytes are dropped on the next fill,
+    /// so a multi-megabyte replay is not shifted once per event).
     buf: Vec<u8>,
+    pos: usize,
     /// `Some(true)` after a clean end of body, `Some(false)` after a body error.
     pub ended: Option<bool>,
 }
@@ -156,6 +159,7 @@ pub async fn exchange(
         body,
         conn,
         buf: Vec::new(),
+        pos: 0,
         ended: None,
     }
 }
@@ -251,6 +255,8 @@ impl Exchange {
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        self.buf.drain(..self.pos);
+                        self.pos = 0;
                         self.buf.extend_from_slice(&data);
                         return true;
                     }
@@ -262,16 +268,19 @@ impl Exchange {
     /// The next SSE block (events and comments alike); `None` at the end of the body.
     pub async fn next_block(&mut self) -> Option<Event> {
         loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
-                let text = std::str::from_utf8(&block[..end]).expect("utf-8 SSE");
-                return Some(Event::parse(text));
+            let unparsed = &self.buf[self.pos..];
+            if let Some(end) = unparsed.windows(2).position(|w| w == b"\n\n") {
+                let text = std::str::from_utf8(&unparsed[..end]).expect("utf-8 SSE");
+                let event = Event::parse(text);
+                self.pos += end + 2;
+                return Some(event);
             }
             if !self.fill().await {
+                let rest = &self.buf[self.pos..];
                 assert!(
-                    self.buf.is_empty(),
+                    rest.is_empty(),
                     "body ended inside an event: {:?}",
-                    String::from_utf8_lossy(&self.buf)
+                    String::from_utf8_lossy(rest)
                 );
                 return None;
             }
@@ -307,13 +316,19 @@ impl Exchange {
     /// The whole remaining body as text.
     pub async fn text(&mut self) -> String {
         while self.fill().await {}
-        String::from_utf8(std::mem::take(&mut self.buf)).expect("utf-8 body")
+        let text = self.buf.split_off(self.pos);
+        self.buf.clear();
+        self.pos = 0;
+        String::from_utf8(text).expect("utf-8 body")
     }
 
-    /// Reads the rest of the body, counting bytes without keeping them.
+    /// Reads the rest of the body, counting bytes without keeping them; returns the count and
+    /// the last 4 KiB or so.
     pub async fn drain_counting(&mut self) -> (usize, Vec<u8>) {
-        let mut total = self.buf.len();
-        let mut tail = std::mem::take(&mut self.buf);
+        let mut tail = self.buf.split_off(self.pos);
+        self.buf.clear();
+        self.pos = 0;
+        let mut total = tail.len();
         while self.fill().await {
             total += self.buf.len();
             let keep = tail.len().min(4096);
@@ -508,6 +523,7 @@ pub struct Record {
 /// - `slow {ms}`: sleeps, then `slept`; records `started` and `completed`.
 /// - `flood {count, size}`: `count` notifications of `size` bytes on the request's stream, then
 ///   `flooded`; records `completed`.
+/// - `echo {text}`: answers with the text.
 ///
 /// `initialize` reports the session id as `serverInfo.name`, so a test can tell sessions apart
 /// in replayed events.
@@ -597,6 +613,7 @@ impl McpService for Probe {
                         self.record.completed.store(true, Ordering::SeqCst);
                         Ok(text_result("flooded"))
                     }
+                    "echo" => Ok(text_result(arguments["text"].as_str().unwrap_or_default())),
                     other => Err(ErrorObject::invalid_params(format!(
                         "Unknown tool: {other}"
                     ))),
