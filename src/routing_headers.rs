@@ -608,3 +608,87 @@ mod tests {
         assert_eq!(t.len(), MAX_TOOLS);
     }
 }
+
+/// Property tests of the routing-header parsers (issue 9): any header value is answered with
+/// `Ok` or a `-32020` rejection, never a panic; a value sent `=?base64?…?=`-encoded compares
+/// equal to the body's; anything else the body does not hold is refused.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::jsonrpc::Id;
+    use base64::Engine;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn call(region: &str) -> crate::jsonrpc::Request {
+        crate::jsonrpc::Request {
+            id: Id::Number(1),
+            method: "tools/call".into(),
+            params: Some(json!({
+                "name": "weather",
+                "arguments": { "region": region },
+                "_meta": { META_PROTOCOL_VERSION: "2026-07-28" },
+            })),
+        }
+    }
+
+    fn tools() -> ToolHeaders {
+        let t = ToolHeaders::new();
+        t.learn_tools_list(
+            &json!({"tools": [{"name": "weather", "inputSchema": {"properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"}}}}]}),
+        );
+        t
+    }
+
+    fn headers(name: &str, region: &[u8]) -> Option<HeaderMap> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            MCP_PROTOCOL_VERSION,
+            http::HeaderValue::from_static("2026-07-28"),
+        );
+        h.insert(MCP_METHOD, http::HeaderValue::from_static("tools/call"));
+        h.insert(MCP_NAME, http::HeaderValue::from_str(name).ok()?);
+        h.insert(
+            HeaderName::from_static("mcp-param-region"),
+            http::HeaderValue::from_bytes(region).ok()?,
+        );
+        Some(h)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_header_value_is_ok_or_a_header_mismatch(
+            value in prop::collection::vec(any::<u8>(), 0..80),
+            region in "\\PC{0,20}",
+        ) {
+            if let Some(h) = headers("weather", &value) {
+                match check(&h, &call(&region), &tools()) {
+                    Ok(_) => {}
+                    Err(e) => prop_assert_eq!(e.kind(), TransportErrorKind::HeaderMismatch),
+                }
+            }
+        }
+
+        #[test]
+        fn an_encoded_value_matches_the_body_and_a_different_one_does_not(
+            region in "\\PC{0,40}",
+            other in "\\PC{0,40}",
+        ) {
+            let encoded = format!(
+                "=?base64?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(region.as_bytes())
+            );
+            let h = headers("weather", encoded.as_bytes());
+            prop_assert!(h.is_some());
+            if let Some(h) = h {
+                prop_assert!(check(&h, &call(&region), &tools()).is_ok());
+                if other != region {
+                    prop_assert!(check(&h, &call(&other), &tools()).is_err());
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,8 @@
 //! (`src/jsonrpc/proptests.rs`), where the fast path can be compared with the exact one.
 //!
 //! Sections: `Accept` · `Mcp-Session-Id` · `Last-Event-ID` · `Authorization` · the whole stack ·
-//! SSE framing · routing headers (2026-07-28, to come).
+//! SSE framing · routing headers (2026-07-28: the parsers are private, so their properties are in
+//! `src/routing_headers.rs`, module `proptests`).
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -1214,6 +1215,6 @@ fn streams_and_resumes_round_trip() {
 // ---------------------------------------------------------------------------------------------
 // Routing headers (2026-07-28: `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`)
 //
-// To come with the 2026-07-28 revision: arbitrary values (base64 `=?base64?…?=` forms, bad
-// padding, duplicates, surrounding whitespace) never panic, and a mismatch with the body is 400
-// `-32020` echoing the request id.
+// In `src/routing_headers.rs` (module `proptests`, beside the private parsers): arbitrary values
+// are `Ok` or a `-32020` rejection, never a panic; an encoded `=?base64?…?=` value matches the
+// body's and a different one does not. The status rows (400, id echoed) are in tests/modern.rs.
