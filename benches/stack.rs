@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use mcp_tower_http::error_map::JsonRpcErrorLayer;
 use mcp_tower_http::everything::EverythingServer;
 use mcp_tower_http::jsonrpc::{Id, Message, Payload};
-use mcp_tower_http::jsonrpc_body::JsonRpcBodyLayer;
+use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
 use mcp_tower_http::session::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SessionLayer};
 use mcp_tower_http::sse::{Outgoing, SseLayer};
 use mcp_tower_http::{McpStack, SessionContext};
@@ -329,8 +329,10 @@ fn layers(c: &mut Criterion) {
     let error = JsonRpcErrorLayer::new().layer(bare);
     let limit = RequestBodyLimitLayer::new(mcp_tower_http::stack::DEFAULT_MAX_BODY_SIZE)
         .layer(tower::service_fn(empty));
-    let body = JsonRpcBodyLayer::new().layer(bare);
-    let session = SessionLayer::new().stateless(true).layer(bare);
+    let parsed = tower::service_fn(empty::<ParsedBody>);
+    let body = JsonRpcBodyLayer::new().layer(parsed);
+    // The session layer takes only parsed bodies: measured behind the body layer.
+    let session = JsonRpcBodyLayer::new().layer(SessionLayer::new().stateless(true).layer(parsed));
     let sse = SseLayer::new().json_response(true).layer(answering.clone());
 
     rt.block_on(async {
@@ -363,7 +365,7 @@ fn layers(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| roundtrip(&body, post(TOOLS_CALL_ECHO, None)));
     });
-    group.bench_function("session_stateless", |b| {
+    group.bench_function("json_rpc_body+session_stateless", |b| {
         b.to_async(&rt)
             .iter(|| roundtrip(&session, post(TOOLS_CALL_ECHO, None)));
     });

@@ -28,6 +28,7 @@ pub use self::sessionless::CacheScope;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::input::StateSealer;
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Payload, Request};
+use crate::jsonrpc_body::ParsedBody;
 use crate::modern::RequestMeta;
 use crate::protocol::ProtocolVersion;
 use crate::routing_headers::ToolHeaders;
@@ -169,7 +170,7 @@ fn respond(status: StatusCode, outgoing: Option<Outgoing>) -> Response<Full<Byte
     response
 }
 
-impl<M, B> Service<http::Request<B>> for McpEndpoint<M>
+impl<M> Service<http::Request<ParsedBody>> for McpEndpoint<M>
 where
     M: MakeMcpService,
 {
@@ -181,16 +182,18 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, req: http::Request<ParsedBody>) -> Self::Future {
         if req.method() != Method::POST {
             let rejection = TransportError::method_not_allowed("GET, POST, DELETE").into_response();
             return Box::pin(std::future::ready(Ok(rejection)));
         }
         let (mut parts, _body) = req.into_parts();
         let Some(payload) = parts.extensions.remove::<Payload>() else {
-            tracing::error!("McpEndpoint reached without a parsed body: add JsonRpcBodyLayer");
-            let rejection = TransportError::new(TransportErrorKind::Internal).into_response();
-            return Box::pin(std::future::ready(Ok(rejection)));
+            return missing_layer("JsonRpcBodyLayer");
+        };
+        // The answer is framed by `SseLayer`; without it a client would get an empty 200.
+        let Some(mode) = parts.extensions.get::<ResponseMode>().copied() else {
+            return missing_layer("SseLayer");
         };
         if let Some(meta) = parts.extensions.get::<Arc<RequestMeta>>().cloned() {
             let (make, shared) = (self.make.clone(), self.sessionless.clone());
@@ -198,23 +201,26 @@ where
                 Ok(sessionless::run(make, shared, parts, payload, meta).await)
             });
         }
+        // `SessionLayer` (or the legacy transport) negotiated the revision of a 2025 request.
+        let Some(version) = parts.extensions.get::<ProtocolVersion>().copied() else {
+            return missing_layer("SessionLayer");
+        };
         let call = Call {
-            mode: parts
-                .extensions
-                .get::<ResponseMode>()
-                .copied()
-                .unwrap_or(ResponseMode::Json),
-            version: parts
-                .extensions
-                .get::<ProtocolVersion>()
-                .copied()
-                .unwrap_or(ProtocolVersion::FALLBACK),
+            mode,
+            version,
             session: parts.extensions.get::<Arc<Session>>().cloned(),
             timeout: self.client_request_timeout,
         };
         let make = self.make.clone();
         Box::pin(async move { Ok(call.run(make, parts, payload).await) })
     }
+}
+
+/// A 500 naming the layer a miscomposed stack lacks in front of the endpoint (logged too): a
+/// wrong order fails loudly, never with a silent empty answer.
+fn missing_layer(layer: &'static str) -> ResponseFuture {
+    let error = crate::error::missing_layer("McpEndpoint", layer);
+    Box::pin(std::future::ready(Ok(error.into_response())))
 }
 
 /// Closes a session's type-erased server instance.

@@ -283,6 +283,20 @@ impl TransportError {
     }
 }
 
+/// The 500 of a miscomposed stack: `layer` needs `missing` in front of it. Logged as an error
+/// (it is a bug in the host, not the client's fault); the message names both layers so the
+/// mistake is found from the first failing request.
+pub(crate) fn missing_layer(layer: &'static str, missing: &'static str) -> TransportError {
+    tracing::error!(
+        layer,
+        missing,
+        "misconfigured stack: {layer} needs {missing} in front of it"
+    );
+    TransportError::new(TransportErrorKind::Internal).with_message(format!(
+        "Internal error: misconfigured server: {layer} needs {missing} in front of it"
+    ))
+}
+
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -7,9 +7,14 @@
 //! | POST, body not JSON | 400 `-32700` |
 //! | POST, JSON but not JSON-RPC | 400 `-32600` |
 //!
-//! The inner service receives the request with the raw bytes as a [`Full`] body (a proxy can
+//! The inner service receives the request with the raw bytes as a [`ParsedBody`] (a proxy can
 //! forward them untouched) and the parsed [`Payload`] in the extensions, so no layer parses twice.
 //! Requests of other methods pass with an empty body.
+//!
+//! [`ParsedBody`] is the contract: the layers that need the payload (sessions, scopes, routing
+//! headers, the 2026-07-28 `_meta` checks, the legacy transport, the endpoint) take only
+//! `Request<ParsedBody>`, so composing one of them without this layer in front is a compile
+//! error, never a silent pass.
 //!
 //! [`RequestBodyLimitLayer`]: tower_http::limit::RequestBodyLimitLayer
 //!
@@ -17,7 +22,7 @@
 //!
 //! ```
 //! use mcp_tower_http::jsonrpc::Payload;
-//! use mcp_tower_http::jsonrpc_body::JsonRpcBodyLayer;
+//! use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
@@ -30,7 +35,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(RequestBodyLimitLayer::new(1024))
 //!     .layer(JsonRpcBodyLayer::new())
-//!     .service_fn(|req: Request<Full<Bytes>>| async move {
+//!     .service_fn(|req: Request<ParsedBody>| async move {
 //!         let method = match req.extensions().get::<Payload>() {
 //!             Some(payload) => payload.messages()[0].method().unwrap_or("").to_owned(),
 //!             None => String::new(),
@@ -61,12 +66,65 @@ use bytes::Bytes;
 use http::{Method, Request, Response, header};
 use http_body::Body;
 use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, Full, LengthLimitError};
+use http_body_util::{BodyExt, LengthLimitError};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tower::{Layer, Service};
+
+/// The body of a request that went through [`JsonRpcBodyLayer`]: the raw bytes of a POST (empty
+/// for other methods), with the parsed [`Payload`] in the request extensions.
+///
+/// Only this module makes one, so a service taking `Request<ParsedBody>` knows the body was read,
+/// limited and parsed in front of it.
+#[derive(Clone, Debug, Default)]
+pub struct ParsedBody {
+    bytes: Option<Bytes>,
+}
+
+impl ParsedBody {
+    pub(crate) fn new(bytes: Bytes) -> Self {
+        Self {
+            bytes: (!bytes.is_empty()).then_some(bytes),
+        }
+    }
+
+    /// The raw bytes as received (empty for a request without a body).
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_deref().unwrap_or_default()
+    }
+
+    /// The raw bytes, owned.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes.unwrap_or_default()
+    }
+}
+
+impl Body for ParsedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(
+            self.get_mut()
+                .bytes
+                .take()
+                .map(|b| Ok(http_body::Frame::data(b))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
 
 /// Parses JSON-RPC POST bodies; see the [module docs](crate::jsonrpc_body).
 #[derive(Clone, Copy, Debug, Default)]
@@ -110,7 +168,7 @@ fn is_json(req: &http::request::Parts) -> bool {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for JsonRpcBody<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ParsedBody>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
     ReqBody::Error: Into<BoxError>,
     ResBody: Default,
@@ -126,7 +184,9 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
         if parts.method != Method::POST {
-            let future = self.inner.call(Request::from_parts(parts, Full::default()));
+            let future = self
+                .inner
+                .call(Request::from_parts(parts, ParsedBody::default()));
             return ResponseFuture {
                 kind: Kind::Calling { future },
             };
@@ -154,7 +214,7 @@ pin_project! {
     pub struct ResponseFuture<B, S, ResBody>
     where
         B: Body,
-        S: Service<Request<Full<Bytes>>>,
+        S: Service<Request<ParsedBody>>,
     {
         #[pin]
         kind: Kind<B, S, ResBody>,
@@ -166,7 +226,7 @@ pin_project! {
     enum Kind<B, S, ResBody>
     where
         B: Body,
-        S: Service<Request<Full<Bytes>>>,
+        S: Service<Request<ParsedBody>>,
     {
         Collecting {
             #[pin]
@@ -187,7 +247,7 @@ pin_project! {
 impl<B, S, ResBody> ResponseFuture<B, S, ResBody>
 where
     B: Body,
-    S: Service<Request<Full<Bytes>>>,
+    S: Service<Request<ParsedBody>>,
     ResBody: Default,
 {
     fn reject(error: TransportError) -> Self {
@@ -223,7 +283,7 @@ impl<B, S, ResBody> Future for ResponseFuture<B, S, ResBody>
 where
     B: Body,
     B::Error: Into<BoxError>,
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    S: Service<Request<ParsedBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
     type Output = Result<Response<ResBody>, S::Error>;
@@ -251,7 +311,7 @@ where
                     match Payload::parse(&bytes) {
                         Ok(payload) => {
                             parts.extensions.insert(payload);
-                            let request = Request::from_parts(parts, Full::new(bytes));
+                            let request = Request::from_parts(parts, ParsedBody::new(bytes));
                             Kind::Calling {
                                 future: service.call(request),
                             }
@@ -276,17 +336,18 @@ where
 mod tests {
     use super::*;
     use crate::jsonrpc::Message;
+    use http_body_util::Full;
     use std::convert::Infallible;
     use tower::ServiceExt;
     use tower_http::limit::RequestBodyLimitLayer;
 
     fn echo_method() -> impl Service<
-        Request<Full<Bytes>>,
+        Request<ParsedBody>,
         Response = Response<String>,
         Error = Infallible,
         Future = impl Send,
     > + Clone {
-        tower::service_fn(|req: Request<Full<Bytes>>| async move {
+        tower::service_fn(|req: Request<ParsedBody>| async move {
             let m = req
                 .extensions()
                 .get::<Payload>()

@@ -25,7 +25,7 @@
 //! ```
 //! use mcp_tower_http::endpoint::McpEndpoint;
 //! use mcp_tower_http::everything::EverythingServer;
-//! use mcp_tower_http::jsonrpc_body::JsonRpcBodyLayer;
+//! use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
 //! use mcp_tower_http::legacy_sse::LegacySseLayer;
 //! use mcp_tower_http::SessionContext;
 //! use bytes::Bytes;
@@ -40,7 +40,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(JsonRpcBodyLayer::new())
 //!     .layer(LegacySseLayer::new(endpoint))
-//!     .service_fn(|_req: Request<Full<Bytes>>| async {
+//!     .service_fn(|_req: Request<ParsedBody>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
 //!     });
 //!
@@ -54,6 +54,7 @@
 use crate::endpoint::McpEndpoint;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::jsonrpc::Payload;
+use crate::jsonrpc_body::ParsedBody;
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
 use crate::service::MakeMcpService;
@@ -280,11 +281,10 @@ fn session_id_param(uri: &http::Uri) -> Option<&str> {
         .find_map(|pair| pair.strip_prefix("sessionId="))
 }
 
-impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for LegacySse<S, M>
+impl<S, M, ResBody> Service<Request<ParsedBody>> for LegacySse<S, M>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ParsedBody>, Response = Response<ResBody>>,
     M: MakeMcpService,
-    ReqBody: Send + 'static,
     ResBody: Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
@@ -295,7 +295,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ParsedBody>) -> Self::Future {
         let path = req.uri().path();
         if !self.shared.enabled {
             return ResponseFuture::inner(self.inner.call(req));
@@ -358,9 +358,8 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
         response
     }
 
-    fn post_message<B, ResBody, F>(&self, mut req: Request<B>) -> ResponseFuture<F, ResBody>
+    fn post_message<ResBody, F>(&self, mut req: Request<ParsedBody>) -> ResponseFuture<F, ResBody>
     where
-        B: Send + 'static,
         ResBody: Send + 'static,
     {
         let Some(id) = session_id_param(req.uri()) else {

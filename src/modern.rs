@@ -27,7 +27,7 @@
 //! # Example
 //!
 //! ```
-//! use mcp_tower_http::jsonrpc_body::JsonRpcBodyLayer;
+//! use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
 //! use mcp_tower_http::modern::{ModernLayer, RequestMeta};
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
@@ -40,7 +40,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(JsonRpcBodyLayer::new())
 //!     .layer(ModernLayer::new())
-//!     .service_fn(|req: Request<Full<Bytes>>| async move {
+//!     .service_fn(|req: Request<ParsedBody>| async move {
 //!         let modern = req.extensions().get::<Arc<RequestMeta>>().is_some();
 //!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(format!("{modern}"))))
 //!     });
@@ -62,6 +62,7 @@
 use crate::error::{TransportError, TransportErrorKind};
 use crate::future::ResponseFuture;
 use crate::jsonrpc::{Message, Payload};
+use crate::jsonrpc_body::ParsedBody;
 use crate::protocol::{LogLevel, ProtocolVersion};
 use crate::session::MCP_PROTOCOL_VERSION;
 use http::{HeaderMap, Method, Request, Response};
@@ -282,9 +283,9 @@ impl<S> Modern<S> {
     crate::macros::define_inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Modern<S>
+impl<S, ResBody> Service<Request<ParsedBody>> for Modern<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ParsedBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -295,7 +296,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ParsedBody>) -> Self::Future {
         if !self.enabled {
             return ResponseFuture::inner(self.inner.call(req));
         }

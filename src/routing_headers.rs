@@ -28,7 +28,7 @@
 //! # Example
 //!
 //! ```
-//! use mcp_tower_http::jsonrpc_body::JsonRpcBodyLayer;
+//! use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
 //! use mcp_tower_http::routing_headers::RoutingHeadersLayer;
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
@@ -41,7 +41,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(JsonRpcBodyLayer::new())
 //!     .layer(RoutingHeadersLayer::new())
-//!     .service_fn(|_req: Request<Full<Bytes>>| async {
+//!     .service_fn(|_req: Request<ParsedBody>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
 //!     });
 //!
@@ -63,6 +63,7 @@
 use crate::error::{TransportError, TransportErrorKind};
 use crate::future::ResponseFuture;
 use crate::jsonrpc::{Message, Payload};
+use crate::jsonrpc_body::ParsedBody;
 use crate::modern::{Era, META_PROTOCOL_VERSION, classify};
 use crate::protocol::ProtocolVersion;
 use crate::session::MCP_PROTOCOL_VERSION;
@@ -249,9 +250,9 @@ impl<S> RoutingHeaders<S> {
     crate::macros::define_inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RoutingHeaders<S>
+impl<S, ResBody> Service<Request<ParsedBody>> for RoutingHeaders<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ParsedBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -262,7 +263,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ParsedBody>) -> Self::Future {
         if !self.enabled {
             return ResponseFuture::inner(self.inner.call(req));
         }

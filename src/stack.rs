@@ -1,28 +1,33 @@
 //! [`McpStack`]: the standard Streamable HTTP stack in one expression.
 //!
-//! From the outside in (one request's path):
+//! [`McpStack::into_service`] composes one `ServiceBuilder` chain; a request meets, from the
+//! outside in:
 //!
-//! 1. tower-http's CORS ([`McpCors`] preset) answers preflights; the RFC 9728 metadata document
-//!    (with [`McpStack::protected_resource`]) is served ahead of it with its own open CORS.
-//! 2. A small router answers `GET /ping` and 404 for unknown paths (with
-//!    [`McpStack::endpoint_path`]), and marks a session busy while its request is read.
-//! 3. [`ChallengeLayer`] adds `WWW-Authenticate` to 401/403 rejections.
-//! 4. [`JsonRpcErrorLayer`] renders every rejection below as a JSON-RPC error.
-//! 5. [`OriginLayer`] refuses browsers from origins not allowed (loopback by default).
-//! 6. [`AuthLayer`] (with [`McpStack::authenticate`]) finds the [`Principal`](crate::Principal),
-//!    before any body is read.
-//! 7. tower-http's [`RequestBodyLimitLayer`] caps the body (default 10 MiB, 413).
-//! 8. [`JsonRpcBodyLayer`] parses the POST body once.
-//! 9. [`ScopeLayer`] checks required and per-tool scopes (403 step-up).
-//! 10. [`RoutingHeadersLayer`] checks 2026-07-28 routing headers against the body.
-//! 11. [`ModernLayer`] decides the era and validates 2026-07-28 `_meta`; those requests skip
-//!     the session layer (off with [`McpStack::modern`]).
-//! 12. [`LegacySseLayer`] serves the legacy HTTP+SSE transport at `/sse` and `/messages` (off
-//!     unless [`McpStack::legacy_sse`] turns it on).
-//! 13. [`SessionLayer`] routes by `Mcp-Session-Id`.
-//! 14. [`SseLayer`] frames answers as SSE or JSON, stores events for resumption and serves the
-//!     standalone GET stream.
-//! 15. [`McpEndpoint`] hands messages to the [`McpService`](crate::McpService).
+//! | # | layer | reads | writes / answers |
+//! |---|---|---|---|
+//! | 1 | protected-resource metadata ([`McpStack::protected_resource`]) | path | the RFC 9728 document, with its own open CORS |
+//! | 2 | [`McpCors`] (tower-http's CORS) | `Origin`, preflights | CORS headers, preflight answers |
+//! | 3 | routes ([`McpStack::endpoint_path`]) | path | `GET /ping` → `pong`, 404 for other paths |
+//! | 4 | [`ChallengeLayer`] | [`AuthError`](crate::auth::AuthError) of the answer | `WWW-Authenticate` on 401/403 |
+//! | 5 | [`JsonRpcErrorLayer`] | [`TransportError`](crate::TransportError) / [`AuthError`](crate::auth::AuthError) of the answer | status + JSON-RPC error body: the one renderer |
+//! | 6 | [`OriginLayer`] | `Origin`, `Host` | 403 |
+//! | 7 | [`AuthLayer`] ([`McpStack::authenticate`]) | credentials | [`Principal`](crate::Principal), 401/403 — before any body is read |
+//! | 8 | [`SessionLookupLayer`] | `Mcp-Session-Id`, [`Principal`](crate::Principal) | the session, busy while its body is read |
+//! | 9 | tower-http's [`RequestBodyLimitLayer`] | body | 413 (default 10 MiB) |
+//! | 10 | [`JsonRpcBodyLayer`] | body | [`ParsedBody`](crate::jsonrpc_body::ParsedBody) + [`Payload`](crate::jsonrpc::Payload); 415, 400 `-32700`/`-32600` |
+//! | 11 | [`ScopeLayer`] ([`McpStack::scopes`]) | [`Principal`](crate::Principal), payload | 403 step-up |
+//! | 12 | **your layers** ([`McpStack::layer`]) | anything above | anything |
+//! | 13 | [`RoutingHeadersLayer`] | 2026-07-28 routing headers, payload | 400 `-32020` |
+//! | 14 | [`ModernLayer`] ([`McpStack::modern`]) | payload `_meta` | [`RequestMeta`](crate::modern::RequestMeta); 400 `-32602`/`-32022` |
+//! | 15 | [`LegacySseLayer`] ([`McpStack::legacy_sse`]) | `/sse`, `/messages` | the 2024-11-05 transport |
+//! | 16 | [`SessionLayer`] | session, payload | [`Session`](crate::session::Session), [`ProtocolVersion`](crate::ProtocolVersion); 400/404/503 |
+//! | 17 | [`SseLayer`] | `Accept`, `Last-Event-ID` | [`ResponseMode`](crate::sse::ResponseMode); SSE or JSON framing, 406/409 |
+//! | 18 | [`McpEndpoint`] | all of the above | dispatch to the [`McpService`](crate::McpService) |
+//!
+//! The layers from 11 on take only `Request<ParsedBody>`, so none of them can be composed
+//! without the body layer in front (a compile error); the endpoint answers 500 naming
+//! `SseLayer` or `SessionLayer` when one is missing. Every setting is independent of the order
+//! of the builder calls.
 //!
 //! # Example
 //!
@@ -35,6 +40,8 @@
 //! let mcp = McpStack::new(|_: &SessionContext<'_>| EverythingServer::new())
 //!     .session_idle_timeout(Duration::from_secs(600))
 //!     .max_sessions(10_000)
+//!     // A layer of your own, inside the stack: it sees the `Principal` and the parsed body.
+//!     .layer(tower::limit::ConcurrencyLimitLayer::new(256))
 //!     .into_service();
 //! // Mount it in axum beside the app's own routes:
 //! let app: axum::Router = axum::Router::new()
@@ -51,13 +58,13 @@ use crate::auth::{
 use crate::cors::{McpCors, McpCorsService};
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
-use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
+use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer, ParsedBody};
 use crate::legacy_sse::{LegacySse, LegacySseLayer};
 use crate::modern::{Modern, ModernLayer};
 use crate::origin::{Origin, OriginLayer};
 use crate::routing_headers::{RoutingHeaders, RoutingHeadersLayer};
 use crate::service::MakeMcpService;
-use crate::session::{AttachGuard, MCP_SESSION_ID, SessionLayer, SessionRegistry, SessionService};
+use crate::session::{SessionLayer, SessionLookup, SessionRegistry, SessionService};
 use crate::sse::{SseLayer, SseService};
 use crate::subscriptions::ListenHub;
 use crate::tasks::Tasks;
@@ -69,8 +76,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::cors::Cors;
 use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
@@ -79,20 +87,26 @@ use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
 pub const DEFAULT_MAX_BODY_SIZE: usize = 10 * 1024 * 1024;
 
 /// Builds the standard stack around a [`MakeMcpService`]; see the [module docs](crate::stack).
+///
+/// `L` are the layers added with [`McpStack::layer`].
 #[derive(Debug)]
-pub struct McpStack<M> {
+pub struct McpStack<M, L = Identity> {
     make: M,
+    layer: L,
     endpoint_path: Option<String>,
     max_body_size: usize,
     origin: OriginLayer,
     session: SessionLayer,
     sse: SseLayer,
+    // Applied over `sse` whatever the call order.
+    json_response: Option<bool>,
+    keep_alive: Option<Option<Duration>>,
     client_request_timeout: Duration,
     streamable_http: bool,
     legacy: Option<LegacyPaths>,
     cors: McpCors,
     authenticator: Option<BoxAuthenticator>,
-    challenge: ChallengeLayer,
+    challenge: Option<ChallengeLayer>,
     metadata: Option<ProtectedResourceMetadata>,
     scopes: ScopePolicy,
     modern: bool,
@@ -114,17 +128,20 @@ impl<M: MakeMcpService> McpStack<M> {
     pub fn new(make: M) -> Self {
         Self {
             make,
+            layer: Identity::new(),
             endpoint_path: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             origin: OriginLayer::localhost(),
             session: SessionLayer::new(),
             sse: SseLayer::new(),
+            json_response: None,
+            keep_alive: None,
             client_request_timeout: crate::endpoint::DEFAULT_CLIENT_REQUEST_TIMEOUT,
             streamable_http: true,
             legacy: None,
             cors: McpCors::new(),
             authenticator: None,
-            challenge: ChallengeLayer::new(),
+            challenge: None,
             metadata: None,
             scopes: ScopePolicy::new(),
             modern: true,
@@ -132,6 +149,41 @@ impl<M: MakeMcpService> McpStack<M> {
             request_state_ttl: None,
             max_listeners: None,
             tasks: None,
+        }
+    }
+}
+
+impl<M: MakeMcpService, L> McpStack<M, L> {
+    /// Adds a layer of your own inside the stack: after authentication, the body limit, parsing
+    /// and the scope checks, so it sees the [`Principal`](crate::Principal) and the parsed
+    /// [`Payload`](crate::jsonrpc::Payload); before the 2026-07-28 checks, sessions, SSE and
+    /// the endpoint (row 12 of the [table](crate::stack)). E.g. a rate limit keyed by principal.
+    /// The first layer added is the outermost. It must keep the request and response types and
+    /// answer refusals with a response (`Error = Infallible`).
+    pub fn layer<T>(self, layer: T) -> McpStack<M, Stack<T, L>> {
+        McpStack {
+            make: self.make,
+            layer: Stack::new(layer, self.layer),
+            endpoint_path: self.endpoint_path,
+            max_body_size: self.max_body_size,
+            origin: self.origin,
+            session: self.session,
+            sse: self.sse,
+            json_response: self.json_response,
+            keep_alive: self.keep_alive,
+            client_request_timeout: self.client_request_timeout,
+            streamable_http: self.streamable_http,
+            legacy: self.legacy,
+            cors: self.cors,
+            authenticator: self.authenticator,
+            challenge: self.challenge,
+            metadata: self.metadata,
+            scopes: self.scopes,
+            modern: self.modern,
+            request_state_key: self.request_state_key,
+            request_state_ttl: self.request_state_ttl,
+            max_listeners: self.max_listeners,
+            tasks: self.tasks,
         }
     }
 
@@ -180,16 +232,15 @@ impl<M: MakeMcpService> McpStack<M> {
     }
 
     /// Serves the RFC 9728 protected-resource metadata document and points every challenge at
-    /// it (`resource_metadata`). Set challenge extras after this, with [`Self::challenge`].
+    /// it (`resource_metadata`, unless [`Self::challenge`] sets one).
     pub fn protected_resource(mut self, metadata: ProtectedResourceMetadata) -> Self {
-        self.challenge = ChallengeLayer::for_metadata(&metadata);
         self.metadata = Some(metadata);
         self
     }
 
     /// Replaces how `WWW-Authenticate` challenges are built (realm, scope, resource metadata).
     pub fn challenge(mut self, challenge: ChallengeLayer) -> Self {
-        self.challenge = challenge;
+        self.challenge = Some(challenge);
         self
     }
 
@@ -240,7 +291,7 @@ impl<M: MakeMcpService> McpStack<M> {
     }
 
     /// Replaces the SSE layer, e.g. to use another [`EventStore`](crate::sse::EventStore).
-    /// Set JSON mode and keep-alive after this call, or on the layer passed.
+    /// [`Self::json_response`] and [`Self::keep_alive`], called before or after, still apply.
     pub fn sse(mut self, sse: SseLayer) -> Self {
         self.sse = sse;
         self
@@ -254,7 +305,7 @@ impl<M: MakeMcpService> McpStack<M> {
 
     /// Answers with one JSON body instead of SSE; see [`SseLayer::json_response`].
     pub fn json_response(mut self, json: bool) -> Self {
-        self.sse = self.sse.json_response(json);
+        self.json_response = Some(json);
         self
     }
 
@@ -284,7 +335,7 @@ impl<M: MakeMcpService> McpStack<M> {
 
     /// See [`SseLayer::keep_alive`].
     pub fn keep_alive(mut self, interval: impl Into<Option<Duration>>) -> Self {
-        self.sse = self.sse.keep_alive(interval);
+        self.keep_alive = Some(interval.into());
         self
     }
 
@@ -293,10 +344,48 @@ impl<M: MakeMcpService> McpStack<M> {
         self.client_request_timeout = timeout;
         self
     }
+}
 
-    /// Composes the stack.
-    pub fn into_service(self) -> McpHttpService<M> {
-        let sessions = self.session.registry().clone();
+/// The MCP core that [`McpStack::layer`] layers wrap: rows 13–18 of the [table](crate::stack).
+pub type McpCore<M> =
+    RoutingHeaders<Modern<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>;
+
+/// The response body of [`McpCore`].
+pub type McpCoreBody = crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>;
+
+/// Everything inside authentication.
+type Authenticated<U> = SessionLookup<RequestBodyLimit<JsonRpcBody<Scope<U>>>>;
+
+/// Rows 4–11 and `U`, the core wrapped in the user's layers.
+type Guarded<U> = Challenge<
+    JsonRpcError<
+        Origin<tower::util::Either<Auth<Authenticated<U>, BoxAuthenticator>, Authenticated<U>>>,
+    >,
+>;
+
+/// Rows 3–11 and `U`.
+type Inner<U> = Routes<Guarded<U>>;
+
+/// The composed stack made by [`McpStack::into_service`].
+pub struct McpHttpService<M, L = Identity>
+where
+    L: Layer<McpCore<M>>,
+{
+    inner: MetadataFront<McpCorsService<Cors<Inner<L::Service>>>>,
+    sessions: Arc<SessionRegistry>,
+    listeners: Arc<ListenHub>,
+    legacy_sessions: Arc<SessionRegistry>,
+}
+
+impl<M, L> McpStack<M, L>
+where
+    M: MakeMcpService,
+    L: Layer<McpCore<M>>,
+{
+    /// Composes the stack: one chain, read top to bottom as in the [table](crate::stack).
+    pub fn into_service(self) -> McpHttpService<M, L> {
+        let session = self.session;
+        let sessions = session.registry().clone();
         let (routing, modern) = if self.modern {
             (RoutingHeadersLayer::new(), ModernLayer::new())
         } else {
@@ -319,139 +408,226 @@ impl<M: MakeMcpService> McpStack<M> {
             endpoint = endpoint.tasks(tasks);
         }
         let listeners = endpoint.listeners().clone();
-        let keep_alive = self.sse.keep_alive_interval();
+        let mut sse = self.sse;
+        if let Some(json) = self.json_response {
+            sse = sse.json_response(json);
+        }
+        if let Some(interval) = self.keep_alive {
+            sse = sse.keep_alive(interval);
+        }
         let legacy = match &self.legacy {
             Some(paths) => LegacySseLayer::new(endpoint.clone())
                 .sse_path(paths.sse.clone())
                 .messages_path(paths.messages.clone())
-                .keep_alive(keep_alive)
+                .keep_alive(sse.keep_alive_interval())
                 // One session cap for both transports, and the same handshake deadline.
                 .session_limit(sessions.limit().clone())
                 .handshake_timeout(sessions.handshake_timeout()),
             None => LegacySseLayer::disabled(endpoint.clone()),
         };
-        let inner = ServiceBuilder::new()
-            .layer(self.challenge)
-            .layer(JsonRpcErrorLayer::new())
-            .layer(self.origin)
-            // Before the body is read: unauthenticated bodies are never buffered.
-            .option_layer(self.authenticator.map(AuthLayer::new))
-            .layer(RequestBodyLimitLayer::new(self.max_body_size))
-            .layer(JsonRpcBodyLayer::new())
-            .layer(ScopeLayer::new(self.scopes))
-            // Header/body disagreements first, then the era decision and `_meta`.
-            .layer(routing)
-            .layer(modern)
-            .layer(legacy.clone())
-            .layer(self.session)
-            .layer(self.sse)
-            .service(endpoint);
-        let routes = Routes {
-            inner,
-            sessions,
-            listeners,
-            legacy,
-            metadata: self.metadata.map(ProtectedResourceMetadata::into_service),
+        let legacy_sessions = legacy.sessions().clone();
+        let challenge = match (self.challenge, &self.metadata) {
+            (Some(challenge), _) => challenge,
+            (None, Some(metadata)) => ChallengeLayer::for_metadata(metadata),
+            (None, None) => ChallengeLayer::new(),
+        };
+        let routes = RoutesLayer {
             path_routing: self.endpoint_path.is_some(),
             endpoint_path: self
                 .endpoint_path
                 .filter(|_| self.streamable_http)
                 .map(Arc::from),
+            legacy: self
+                .legacy
+                .as_ref()
+                .map(|paths| (Arc::from(&*paths.sse), Arc::from(&*paths.messages))),
         };
+        let inner = ServiceBuilder::new()
+            .layer(MetadataFrontLayer {
+                metadata: self.metadata.map(ProtectedResourceMetadata::into_service),
+            })
+            .layer(self.cors.layer())
+            .layer(routes)
+            .layer(challenge)
+            .layer(JsonRpcErrorLayer::new())
+            .layer(self.origin)
+            // Before the body is read: unauthenticated bodies are never buffered.
+            .option_layer(self.authenticator.map(AuthLayer::new))
+            .layer(session.lookup())
+            .layer(RequestBodyLimitLayer::new(self.max_body_size))
+            .layer(JsonRpcBodyLayer::new())
+            .layer(ScopeLayer::new(self.scopes))
+            .layer(self.layer)
+            // Header/body disagreements first, then the era decision and `_meta`.
+            .layer(routing)
+            .layer(modern)
+            .layer(legacy)
+            .layer(session)
+            .layer(sse)
+            .service(endpoint);
         McpHttpService {
-            inner: self.cors.layer().layer(routes),
+            inner,
+            sessions,
+            listeners,
+            legacy_sessions,
         }
     }
 }
 
-/// Everything inside authentication.
-type Limited<M> = RequestBodyLimit<
-    JsonRpcBody<
-        Scope<RoutingHeaders<Modern<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>>,
-    >,
->;
-
-type Inner<M> = Challenge<
-    JsonRpcError<Origin<tower::util::Either<Auth<Limited<M>, BoxAuthenticator>, Limited<M>>>>,
->;
-
-/// The composed stack made by [`McpStack::into_service`].
-pub struct McpHttpService<M> {
-    inner: McpCorsService<Cors<Routes<M>>>,
+impl<M, L> Clone for McpHttpService<M, L>
+where
+    L: Layer<McpCore<M>>,
+    L::Service: Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            sessions: self.sessions.clone(),
+            listeners: self.listeners.clone(),
+            legacy_sessions: self.legacy_sessions.clone(),
+        }
+    }
 }
 
-/// Answers `/ping` and unknown paths, and marks sessions busy, in front of the stack.
-struct Routes<M> {
-    inner: Inner<M>,
-    sessions: Arc<SessionRegistry>,
-    listeners: Arc<ListenHub>,
-    legacy: LegacySseLayer<M>,
-    /// The protected-resource metadata document, public.
+impl<M, L> std::fmt::Debug for McpHttpService<M, L>
+where
+    L: Layer<McpCore<M>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpHttpService")
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, L> McpHttpService<M, L>
+where
+    L: Layer<McpCore<M>>,
+{
+    /// The Streamable HTTP session table (for graceful shutdown: [`SessionRegistry::close_all`]).
+    pub fn sessions(&self) -> &Arc<SessionRegistry> {
+        &self.sessions
+    }
+
+    /// The open 2026-07-28 `subscriptions/listen` streams (for graceful shutdown:
+    /// [`ListenHub::close_all`]).
+    pub fn listeners(&self) -> &Arc<ListenHub> {
+        &self.listeners
+    }
+
+    /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
+    pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
+        &self.legacy_sessions
+    }
+}
+
+/// The body of every response of the stack.
+pub type StackBody = crate::auth::ResponseBody<
+    crate::error_map::ResponseBody<tower_http::limit::ResponseBody<McpCoreBody>>,
+>;
+
+impl<M, L, B> Service<Request<B>> for McpHttpService<M, L>
+where
+    M: MakeMcpService,
+    L: Layer<McpCore<M>>,
+    L::Service:
+        Service<Request<ParsedBody>, Response = Response<McpCoreBody>, Error = Infallible> + Clone,
+    B: Body + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+    Guarded<L::Service>: Service<Request<B>, Response = Response<StackBody>, Error = Infallible>,
+{
+    type Response = Response<StackBody>;
+    type Error = Infallible;
+    type Future = ReadyOr<
+        tower_http::cors::ResponseFuture<
+            ReadyOr<<Guarded<L::Service> as Service<Request<B>>>::Future>,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Request<B>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+/// Serves the protected-resource metadata document ahead of the stack's CORS policy (the
+/// document has its own: any origin, preflights answered).
+#[derive(Clone)]
+struct MetadataFrontLayer {
     metadata: Option<MetadataService>,
+}
+
+impl<S> Layer<S> for MetadataFrontLayer {
+    type Service = MetadataFront<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetadataFront {
+            inner,
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct MetadataFront<S> {
+    inner: S,
+    metadata: Option<MetadataService>,
+}
+
+impl<S, B> Service<Request<B>> for MetadataFront<S>
+where
+    S: Service<Request<B>, Response = Response<StackBody>>,
+{
+    type Response = Response<StackBody>;
+    type Error = S::Error;
+    type Future = ReadyOr<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(document) = self.metadata.as_ref().and_then(|m| m.respond_to(&req)) {
+            return ReadyOr::ready(document.map(StackBody::full));
+        }
+        ReadyOr::inner(self.inner.call(req))
+    }
+}
+
+/// Answers `GET /ping` and 404 for paths the stack does not serve.
+#[derive(Clone)]
+struct RoutesLayer {
+    /// The legacy transport's paths, when it is served.
+    legacy: Option<(Arc<str>, Arc<str>)>,
     /// The Streamable HTTP path, when it is served.
     endpoint_path: Option<Arc<str>>,
     /// Whether unknown paths get 404 (false when mounted in a router).
     path_routing: bool,
 }
 
-impl<M> Clone for Routes<M> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            sessions: self.sessions.clone(),
-            listeners: self.listeners.clone(),
-            legacy: self.legacy.clone(),
-            metadata: self.metadata.clone(),
+impl<S> Layer<S> for RoutesLayer {
+    type Service = Routes<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Routes {
+            inner,
             endpoint_path: self.endpoint_path.clone(),
+            legacy: self.legacy.clone(),
             path_routing: self.path_routing,
         }
     }
 }
 
-impl<M> Clone for McpHttpService<M> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
-    }
+#[derive(Clone)]
+struct Routes<S> {
+    inner: S,
+    endpoint_path: Option<Arc<str>>,
+    legacy: Option<(Arc<str>, Arc<str>)>,
+    path_routing: bool,
 }
-
-impl<M> std::fmt::Debug for McpHttpService<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let routes = self.inner.get_ref().get_ref();
-        f.debug_struct("McpHttpService")
-            .field("endpoint_path", &routes.endpoint_path)
-            .field("sessions", &routes.sessions.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<M: MakeMcpService> McpHttpService<M> {
-    /// The Streamable HTTP session table (for graceful shutdown: [`SessionRegistry::close_all`]).
-    pub fn sessions(&self) -> &Arc<SessionRegistry> {
-        &self.inner.get_ref().get_ref().sessions
-    }
-
-    /// The open 2026-07-28 `subscriptions/listen` streams (for graceful shutdown:
-    /// [`ListenHub::close_all`]).
-    pub fn listeners(&self) -> &Arc<ListenHub> {
-        &self.inner.get_ref().get_ref().listeners
-    }
-
-    /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
-    pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
-        self.inner.get_ref().get_ref().legacy.sessions()
-    }
-}
-
-/// The body of every response of the stack.
-pub type StackBody = crate::auth::ResponseBody<
-    crate::error_map::ResponseBody<
-        tower_http::limit::ResponseBody<
-            crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
-        >,
-    >,
->;
 
 fn plain(status: StatusCode, text: &'static str) -> Response<StackBody> {
     let mut response = Response::new(StackBody::full(Bytes::from_static(text.as_bytes())));
@@ -465,83 +641,38 @@ fn plain(status: StatusCode, text: &'static str) -> Response<StackBody> {
     response
 }
 
-impl<M, B> Service<Request<B>> for McpHttpService<M>
+impl<S, B> Service<Request<B>> for Routes<S>
 where
-    M: MakeMcpService,
-    B: Body + Send + 'static,
-    B::Error: Into<crate::BoxError>,
-    Inner<M>: Service<Request<B>, Response = Response<StackBody>, Error = Infallible>,
+    S: Service<Request<B>, Response = Response<StackBody>>,
 {
     type Response = Response<StackBody>;
-    type Error = Infallible;
-    type Future = ResponseFuture<
-        tower_http::cors::ResponseFuture<ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>>,
-    >;
+    type Error = S::Error;
+    type Future = ReadyOr<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<Request<B>>::poll_ready(&mut self.inner, cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The metadata document has its own CORS (any origin, preflights answered), so it is
-        // served ahead of the stack's CORS policy.
-        let metadata = self.inner.get_ref().get_ref().metadata.as_ref();
-        if let Some(document) = metadata.and_then(|m| m.respond_to(&req)) {
-            return ResponseFuture::ready(document.map(StackBody::full));
-        }
-        ResponseFuture {
-            kind: Kind::Inner {
-                future: self.inner.call(req),
-                busy: None,
-            },
-        }
-    }
-}
-
-impl<M, B> Service<Request<B>> for Routes<M>
-where
-    M: MakeMcpService,
-    Inner<M>: Service<Request<B>, Response = Response<StackBody>, Error = Infallible>,
-{
-    type Response = Response<StackBody>;
-    type Error = Infallible;
-    type Future = ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<Request<B>>::poll_ready(&mut self.inner, cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
         if req.method() == Method::GET && path == "/ping" {
-            return ResponseFuture::ready(plain(StatusCode::OK, "pong"));
+            return ReadyOr::ready(plain(StatusCode::OK, "pong"));
         }
-        if self.path_routing
-            && self.endpoint_path.as_deref() != Some(path)
-            && !self.legacy.serves_path(path)
-        {
-            return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
+        let legacy = self
+            .legacy
+            .as_ref()
+            .is_some_and(|(sse, messages)| path == &**sse || path == &**messages);
+        if self.path_routing && self.endpoint_path.as_deref() != Some(path) && !legacy {
+            return ReadyOr::ready(plain(StatusCode::NOT_FOUND, ""));
         }
-        // A session is busy from the moment a request for it arrives: a slow upload must not
-        // let the idle sweep end it before the body is read and the session layer runs.
-        let busy = req
-            .headers()
-            .get(MCP_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|id| self.sessions.get(id))
-            .map(|session| session.attach());
-        ResponseFuture {
-            kind: Kind::Inner {
-                future: self.inner.call(req),
-                busy,
-            },
-        }
+        ReadyOr::inner(self.inner.call(req))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Response future of [`McpHttpService`] and of its router inside CORS.
-    pub struct ResponseFuture<F> {
+    /// Response future of [`McpHttpService`]: an answer made in front of the stack, or the
+    /// stack's.
+    pub struct ReadyOr<F> {
         #[pin]
         kind: Kind<F>,
     }
@@ -550,12 +681,12 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Inner { #[pin] future: F, busy: Option<AttachGuard> },
+        Inner { #[pin] future: F },
         Ready { response: Option<Response<StackBody>> },
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F> ReadyOr<F> {
     fn ready(response: Response<StackBody>) -> Self {
         Self {
             kind: Kind::Ready {
@@ -563,21 +694,23 @@ impl<F> ResponseFuture<F> {
             },
         }
     }
+
+    fn inner(future: F) -> Self {
+        Self {
+            kind: Kind::Inner { future },
+        }
+    }
 }
 
-impl<F> Future for ResponseFuture<F>
+impl<F, E> Future for ReadyOr<F>
 where
-    F: Future<Output = Result<Response<StackBody>, Infallible>>,
+    F: Future<Output = Result<Response<StackBody>, E>>,
 {
-    type Output = Result<Response<StackBody>, Infallible>;
+    type Output = Result<Response<StackBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, busy } => {
-                let response = ready!(future.poll(cx))?;
-                busy.take();
-                Poll::Ready(Ok(response))
-            }
+            KindProj::Inner { future } => future.poll(cx),
             KindProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 None => Poll::Pending,

@@ -2,6 +2,7 @@
 
 use super::AuthError;
 use crate::jsonrpc::{Id, Message, Payload};
+use crate::jsonrpc_body::ParsedBody;
 use crate::principal::Principal;
 use http::{Method, Request, Response};
 use std::collections::HashMap;
@@ -137,26 +138,30 @@ fn tool_calls(payload: &Payload) -> impl Iterator<Item = (&Id, &str)> {
 ///
 /// ```
 /// use mcp_tower_http::auth::{ScopeLayer, ScopePolicy};
-/// use mcp_tower_http::jsonrpc::Payload;
+/// use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
 /// use mcp_tower_http::Principal;
 /// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
 /// use std::convert::Infallible;
 /// use tower::{ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
+/// // The scope layer takes only parsed bodies: the body layer goes in front of it.
 /// let service = ServiceBuilder::new()
+///     .layer(JsonRpcBodyLayer::new())
 ///     .layer(ScopeLayer::new(ScopePolicy::new().tool("delete_file", ["files:write"])))
-///     .service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+///     .service_fn(|_req: Request<ParsedBody>| async { Ok::<_, Infallible>(Response::new(())) });
 ///
-/// let call = Payload::parse(
-///     br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file"}}"#,
-/// )
-/// .unwrap();
 /// let mut principal = Principal::new("alice");
 /// principal.scopes = vec!["files:read".into()];
-/// let mut request = Request::post("/mcp").body(()).unwrap();
-/// request.extensions_mut().insert(call);
+/// let mut request = Request::post("/mcp")
+///     .header("content-type", "application/json")
+///     .body(Full::<Bytes>::from(
+///         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file"}}"#,
+///     ))
+///     .unwrap();
 /// request.extensions_mut().insert(principal);
 /// let response = service.oneshot(request).await.unwrap();
 /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
@@ -204,9 +209,9 @@ impl<S> Scope<S> {
     crate::macros::define_inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Scope<S>
+impl<S, ResBody> Service<Request<ParsedBody>> for Scope<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ParsedBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -217,7 +222,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ParsedBody>) -> Self::Future {
         let checked = if req.method() == Method::OPTIONS {
             Ok(())
         } else {
@@ -333,17 +338,18 @@ mod tests {
 
     #[tokio::test]
     async fn the_layer_refuses_and_passes() {
-        let svc = ScopeLayer::new(policy()).layer(tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(Response::new("ok"))
-        }));
-        let mut req = Request::post("/mcp").body(()).unwrap();
+        let svc =
+            ScopeLayer::new(policy()).layer(tower::service_fn(|_: Request<ParsedBody>| async {
+                Ok::<_, Infallible>(Response::new("ok"))
+            }));
+        let mut req = Request::post("/mcp").body(ParsedBody::default()).unwrap();
         req.extensions_mut().insert(principal(&["mcp"]));
         req.extensions_mut().insert(call("delete"));
         let r = svc.clone().oneshot(req).await.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(r.extensions().get::<AuthError>().is_some());
 
-        let mut req = Request::post("/mcp").body(()).unwrap();
+        let mut req = Request::post("/mcp").body(ParsedBody::default()).unwrap();
         req.extensions_mut().insert(principal(&["mcp"]));
         req.extensions_mut().insert(call("other"));
         assert_eq!(
@@ -351,7 +357,9 @@ mod tests {
             StatusCode::OK
         );
 
-        let req = Request::options("/mcp").body(()).unwrap();
+        let req = Request::options("/mcp")
+            .body(ParsedBody::default())
+            .unwrap();
         assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
     }
 }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::error_map::JsonRpcErrorLayer;
 use crate::jsonrpc_body::JsonRpcBodyLayer;
+use crate::jsonrpc_body::ParsedBody;
 use crate::origin::OriginLayer;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -41,7 +42,7 @@ async fn send<A: Authenticator>(
                 .require(["mcp"])
                 .tool("admin", ["mcp:admin"]),
         ))
-        .service_fn(|req: Request<Full<Bytes>>| async move {
+        .service_fn(|req: Request<ParsedBody>| async move {
             let who = req
                 .extensions()
                 .get::<Principal>()
@@ -298,7 +299,7 @@ async fn the_stack_mounts_in_axum() {
         .layer(RequestBodyLimitLayer::new(1024))
         .layer(JsonRpcBodyLayer::new())
         .layer(ScopeLayer::new(ScopePolicy::new()))
-        .service_fn(|_: Request<Full<Bytes>>| async {
+        .service_fn(|_: Request<ParsedBody>| async {
             Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("ok")))
         });
     is_send(

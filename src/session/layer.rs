@@ -1,8 +1,9 @@
 use super::future::ResponseFuture;
-use super::registry::{Session, SessionLimit, SessionRegistry};
+use super::registry::{AttachGuard, Session, SessionLimit, SessionRegistry};
 use super::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::jsonrpc::{Id, Payload};
+use crate::jsonrpc_body::ParsedBody;
 use crate::modern::RequestMeta;
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
@@ -102,8 +103,110 @@ impl SessionLayer {
     }
 
     /// The session table shared by the services this layer makes (for shutdown and metrics).
+    /// Read it after the builder calls: `idle_timeout`, `handshake_timeout` and `max_sessions`
+    /// make a new table.
     pub fn registry(&self) -> &Arc<SessionRegistry> {
         &self.registry
+    }
+
+    /// The header phase of this layer, to put in front of the body layers (after
+    /// authentication): it looks the `Mcp-Session-Id` session up for the request's principal and
+    /// keeps it busy while the body is read, so a slow upload cannot let the idle sweep end it.
+    /// This layer then uses that lookup instead of its own: one lookup per request.
+    pub fn lookup(&self) -> SessionLookupLayer {
+        SessionLookupLayer {
+            registry: self.registry.clone(),
+            stateless: self.stateless,
+        }
+    }
+}
+
+/// The header phase of [`SessionLayer`], made by [`SessionLayer::lookup`].
+#[derive(Clone, Debug)]
+pub struct SessionLookupLayer {
+    registry: Arc<SessionRegistry>,
+    stateless: bool,
+}
+
+impl<S> Layer<S> for SessionLookupLayer {
+    type Service = SessionLookup<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionLookup {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`SessionLookupLayer`].
+#[derive(Clone, Debug)]
+pub struct SessionLookup<S> {
+    inner: S,
+    layer: SessionLookupLayer,
+}
+
+impl<S> SessionLookup<S> {
+    crate::macros::define_inner_service_accessors!();
+}
+
+/// The session [`SessionLookup`] found, for [`SessionService`] to take instead of looking again.
+#[derive(Clone)]
+struct LookedUp(Arc<Session>);
+
+impl<S, ReqBody> Service<Request<ReqBody>> for SessionLookup<S>
+where
+    S: Service<Request<ReqBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = LookupFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let found = match req.headers().get(MCP_SESSION_ID) {
+            Some(id) if !self.layer.stateless => {
+                let subject = req.extensions().get::<Principal>().map(|p| &*p.subject);
+                id.to_str()
+                    .ok()
+                    .and_then(|id| self.layer.registry.get_for(id, subject))
+            }
+            _ => None,
+        };
+        // Unknown ids are not refused here: a 2026-07-28 request ignores the header, and only
+        // the body tells. `SessionService` refuses them (404) after the body is read.
+        let guard = found.map(|session| {
+            let guard = session.attach();
+            req.extensions_mut().insert(LookedUp(session));
+            guard
+        });
+        LookupFuture {
+            future: self.inner.call(req),
+            guard,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`SessionLookup`]: keeps the session busy until the answer's head.
+    pub struct LookupFuture<F> {
+        #[pin]
+        future: F,
+        guard: Option<AttachGuard>,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for LookupFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.future.poll(cx));
+        this.guard.take();
+        Poll::Ready(output)
     }
 }
 
@@ -159,9 +262,9 @@ fn check_batch(payload: Option<&Payload>, version: ProtocolVersion) -> Result<()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+impl<S, ResBody> Service<Request<ParsedBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ParsedBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -172,13 +275,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ParsedBody>) -> Self::Future {
         // 2026-07-28 requests (placed by `ModernLayer`) have no session: never looked up, never
         // minted, whatever `Mcp-Session-Id` says.
         if req.extensions().get::<Arc<RequestMeta>>().is_some() {
             return ResponseFuture::inner(self.inner.call(req), None, None);
         }
         self.layer.registry.start_sweeper();
+        // Found by `SessionLookup` in front of the body (and kept busy there), or looked up below.
+        let looked_up = req.extensions_mut().remove::<LookedUp>();
         let payload = req.extensions().get::<Payload>();
         let request_id: Option<Id> = payload.and_then(Payload::first_request_id).cloned();
         let reject = |e: TransportError| ResponseFuture::reject(e.with_id(request_id.clone()));
@@ -248,8 +353,15 @@ where
                 _ => ResponseFuture::inner(self.inner.call(req), None, None),
             };
         };
-        let Some(session) = self.layer.registry.get_for(id, subject.as_deref()) else {
-            return reject(TransportError::new(TransportErrorKind::SessionNotFound));
+        let (session, guard) = match looked_up {
+            Some(LookedUp(session)) => (session, None),
+            None => match self.layer.registry.get_for(id, subject.as_deref()) {
+                Some(session) => {
+                    let guard = session.attach();
+                    (session, Some(guard))
+                }
+                None => return reject(TransportError::new(TransportErrorKind::SessionNotFound)),
+            },
         };
         session.establish();
         if let Err(e) = header_version(&req) {
@@ -273,9 +385,8 @@ where
                 registry.terminate(&id).await;
             }));
         }
-        let guard = session.attach();
         req.extensions_mut().insert(session.protocol_version());
         req.extensions_mut().insert(session);
-        ResponseFuture::inner(self.inner.call(req), None, Some(guard))
+        ResponseFuture::inner(self.inner.call(req), None, guard)
     }
 }

@@ -25,7 +25,7 @@
 //! # Example
 //!
 //! ```
-//! use mcp_tower_http::jsonrpc_body::JsonRpcBodyLayer;
+//! use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
 //! use mcp_tower_http::session::{Session, SessionLayer};
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::Full;
@@ -38,7 +38,7 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(JsonRpcBodyLayer::new())
 //!     .layer(SessionLayer::new().idle_timeout(Duration::from_secs(600)))
-//!     .service_fn(|req: Request<Full<Bytes>>| async move {
+//!     .service_fn(|req: Request<ParsedBody>| async move {
 //!         // The endpoint below sees the session the request belongs to.
 //!         let has_session = req.extensions().get::<Arc<Session>>().is_some();
 //!         Ok::<_, Infallible>(Response::new(Full::<Bytes>::from(format!("{has_session}"))))
@@ -61,7 +61,8 @@ mod registry;
 pub use self::future::ResponseFuture;
 pub(crate) use self::layer::DEFAULT_RETRY_AFTER_SECS;
 pub use self::layer::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionLayer, SessionService,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LookupFuture, SessionLayer, SessionLookup,
+    SessionLookupLayer, SessionService,
 };
 pub(crate) use self::registry::AttachGuard;
 pub use self::registry::{Session, SessionCloser, SessionId, SessionLimit, SessionRegistry};

@@ -1,6 +1,7 @@
 use super::*;
 use crate::error::{TransportError, TransportErrorKind};
 use crate::jsonrpc::Payload;
+use crate::jsonrpc_body::ParsedBody;
 use crate::principal::Principal;
 use crate::protocol::ProtocolVersion;
 use http::{Request, Response, StatusCode};
@@ -11,9 +12,9 @@ use tower::{Layer, Service, ServiceExt};
 
 /// An inner service that initializes the session it is handed, as the endpoint does.
 fn inner()
--> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = impl Send> + Clone
-{
-    tower::service_fn(|req: Request<()>| async move {
+-> impl Service<Request<ParsedBody>, Response = Response<()>, Error = Infallible, Future = impl Send>
++ Clone {
+    tower::service_fn(|req: Request<ParsedBody>| async move {
         if let Some(session) = req.extensions().get::<Arc<Session>>()
             && !session.is_initialized()
         {
@@ -25,8 +26,8 @@ fn inner()
     })
 }
 
-fn post(body: &str, session: Option<&str>) -> Request<()> {
-    let mut req = Request::post("/mcp").body(()).unwrap();
+fn post(body: &str, session: Option<&str>) -> Request<ParsedBody> {
+    let mut req = Request::post("/mcp").body(ParsedBody::default()).unwrap();
     req.extensions_mut()
         .insert(Payload::parse(body.as_bytes()).unwrap());
     if let Some(id) = session {
@@ -74,7 +75,7 @@ async fn failed_initialize_registers_nothing() {
     let layer = SessionLayer::new().max_sessions(1);
     let req = post(INIT, None);
     // An endpoint whose initialize fails never initializes the session.
-    let svc = layer.layer(tower::service_fn(|_req: Request<()>| async {
+    let svc = layer.layer(tower::service_fn(|_req: Request<ParsedBody>| async {
         Ok::<_, Infallible>(Response::new(()))
     }));
     let r = svc.oneshot(req).await.unwrap();
@@ -143,7 +144,7 @@ async fn delete_ends_the_session() {
     let delete = || {
         Request::delete("/mcp")
             .header(MCP_SESSION_ID, id.as_str())
-            .body(())
+            .body(ParsedBody::default())
             .unwrap()
     };
     let r = svc.clone().oneshot(delete()).await.unwrap();
@@ -159,7 +160,10 @@ async fn delete_ends_the_session() {
 async fn stateless_refuses_get_and_delete_and_ignores_session_ids() {
     let svc = SessionLayer::new().stateless(true).layer(inner());
     for method in [http::Method::GET, http::Method::DELETE] {
-        let req = Request::builder().method(method).body(()).unwrap();
+        let req = Request::builder()
+            .method(method)
+            .body(ParsedBody::default())
+            .unwrap();
         let r = svc.clone().oneshot(req).await.unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()["allow"], "POST");
