@@ -58,10 +58,17 @@ pub enum TransportErrorKind {
     /// 2026-07-28: the method is not served (removed, unknown, or its capability is not
     /// advertised): HTTP 404 with `-32601`.
     MethodNotFound,
+    /// Authentication is required or failed (an auth layer's
+    /// [`AuthError`](crate::auth::AuthError) maps here).
+    Unauthorized,
+    /// A dependency needed to answer is down, e.g. the JWKS or introspection endpoint that
+    /// checks credentials.
+    Unavailable,
 }
 
 impl TransportErrorKind {
-    /// The HTTP status for this kind: the single place where transport errors meet HTTP.
+    /// The HTTP status for this kind: the single place where rejections meet HTTP (auth errors
+    /// map to a kind too, [`AuthErrorKind::transport_kind`](crate::auth::AuthErrorKind::transport_kind)).
     pub fn status(self) -> StatusCode {
         use TransportErrorKind::*;
         match self {
@@ -78,8 +85,9 @@ impl TransportErrorKind {
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SessionNotFound | MethodNotFound => StatusCode::NOT_FOUND,
+            Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
-            TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
+            TooManySessions | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             StreamConflict => StatusCode::CONFLICT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,6 +136,8 @@ impl TransportErrorKind {
             InvalidParams => "Invalid params",
             MissingCapability => "Missing required client capability",
             MethodNotFound => "Method not found",
+            Unauthorized => "Unauthorized",
+            Unavailable => "Service Unavailable",
         }
     }
 }

@@ -1,8 +1,8 @@
-//! The one place where typed transport errors become HTTP responses with JSON-RPC error bodies.
+//! The one place where typed rejections become HTTP responses with JSON-RPC error bodies.
 //!
-//! Every layer of this crate rejects with a response carrying a [`TransportError`] in its
-//! extensions. [`JsonRpcErrorLayer`] renders it: the status set from
-//! [`TransportErrorKind::status`], `Content-Type: application/json; charset=utf-8`, and a body
+//! Every layer of this crate rejects with a response carrying a [`TransportError`] (or, from the
+//! auth layers, an [`AuthError`](crate::auth::AuthError)) in its extensions. [`JsonRpcErrorLayer`]
+//! renders both: the status set from [`TransportErrorKind::status`], `Content-Type: application/json; charset=utf-8`, and a body
 //! `{"jsonrpc":"2.0","id":<id or null>,"error":{"code":…,"message":…}}`. A bare 413 from
 //! tower-http's [`RequestBodyLimitLayer`](tower_http::limit::RequestBodyLimitLayer) (a
 //! `Content-Length` over the limit, answered before any MCP layer runs) is rendered the same way.
@@ -119,29 +119,34 @@ where
     }
 }
 
+/// The one renderer: a [`TransportError`] or [`AuthError`](crate::auth::AuthError) in the
+/// response's extensions (or a bare 413) becomes its status and a JSON-RPC error body. Other
+/// headers (`Allow`, `Retry-After`, `WWW-Authenticate`) stay as the rejecting layer set them.
 fn render<B>(response: Response<B>) -> Response<ResponseBody<B>> {
-    let error = match response.extensions().get::<TransportError>() {
-        Some(error) => error.clone(),
-        None if response.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            TransportError::new(TransportErrorKind::PayloadTooLarge)
-        }
-        None => return response.map(ResponseBody::inner),
+    let (status, message) = if let Some(error) = response.extensions().get::<TransportError>() {
+        (error.kind().status(), error.to_message())
+    } else if let Some(error) = response.extensions().get::<crate::auth::AuthError>() {
+        (error.status(), error.to_message())
+    } else if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let error = TransportError::new(TransportErrorKind::PayloadTooLarge);
+        (error.kind().status(), error.to_message())
+    } else {
+        return response.map(ResponseBody::inner);
     };
     let (mut parts, _) = response.into_parts();
-    parts.status = error.kind().status();
+    parts.status = status;
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
-    if error.kind() == TransportErrorKind::PayloadTooLarge {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
         // The rest of an oversized body is not read; the connection cannot be reused.
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let body = error.to_message().to_bytes();
-    Response::from_parts(parts, ResponseBody::full(body))
+    Response::from_parts(parts, ResponseBody::full(message.to_bytes()))
 }
 
 #[cfg(test)]

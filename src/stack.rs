@@ -522,9 +522,7 @@ where
 }
 
 /// The body of every response of the stack.
-pub type StackBody = crate::auth::ResponseBody<
-    crate::error_map::ResponseBody<tower_http::limit::ResponseBody<McpCoreBody>>,
->;
+pub type StackBody = crate::error_map::ResponseBody<tower_http::limit::ResponseBody<McpCoreBody>>;
 
 impl<M, L, B> Service<Request<B>> for McpHttpService<M, L>
 where

@@ -1,8 +1,10 @@
 //! `WWW-Authenticate: Bearer` challenges (RFC 6750 §3, RFC 9728 §5.1) and [`ChallengeLayer`],
-//! which renders every [`AuthError`] rejection below it.
+//! which adds the configured challenge to every [`AuthError`] rejection below it.
 //!
-//! Auth layers reject with a response carrying an [`AuthError`] in its extensions.
-//! [`ChallengeLayer`] turns it into the final answer:
+//! Auth layers reject with a response carrying an [`AuthError`] in its extensions and a bare
+//! challenge. [`ChallengeLayer`] only sets `WWW-Authenticate` (with `realm`, `scope`,
+//! `resource_metadata`); the status and the JSON-RPC body come from the crate's one renderer,
+//! [`JsonRpcErrorLayer`](crate::error_map::JsonRpcErrorLayer), placed inside it:
 //!
 //! | error | status | challenge |
 //! |---|---|---|
@@ -18,11 +20,10 @@
 //! characters `?`, so no input can split or forge a header. `error_description` is cut to 256
 //! characters.
 //!
-//! The body is a JSON-RPC error, `Content-Type: application/json; charset=utf-8`:
-//! `{"jsonrpc":"2.0","id":<id or null>,"error":{"code":-32000,"message":…,"data":{"error":…}}}`.
+//! The body [`JsonRpcErrorLayer`](crate::error_map::JsonRpcErrorLayer) renders is a JSON-RPC
+//! error: `{"jsonrpc":"2.0","id":<id or null>,"error":{"code":-32000,"message":…,"data":{"error":…}}}`.
 //! The code is `-32000` (server error), never `-32001`, which MCP clients read as "session not
-//! found". The id is the one the rejecting layer set, else the first request id of a parsed
-//! [`Payload`] in the request extensions (when a parse layer runs outside this one), else `null`.
+//! found".
 //!
 //! A bare `401` from elsewhere without `WWW-Authenticate` gets the no-error challenge, so a
 //! `401` always tells clients where the metadata is.
@@ -31,6 +32,7 @@
 //!
 //! ```
 //! use mcp_tower_http::auth::{AuthError, ChallengeLayer};
+//! use mcp_tower_http::error_map::JsonRpcErrorLayer;
 //! use bytes::Bytes;
 //! use http::{Request, Response};
 //! use http_body_util::{BodyExt, Full};
@@ -45,6 +47,7 @@
 //!             .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
 //!             .scope(["mcp:read"]),
 //!     )
+//!     .layer(JsonRpcErrorLayer::new())
 //!     .service_fn(|_req: Request<Full<Bytes>>| async {
 //!         let rejection: Response<Full<Bytes>> =
 //!             AuthError::invalid_token("The access token expired").into_response();
@@ -69,8 +72,6 @@
 
 use super::metadata::ProtectedResourceMetadata;
 use super::{AuthError, AuthErrorKind};
-use crate::body::ResponseBody;
-use crate::jsonrpc::{Id, Payload};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -267,44 +268,22 @@ impl ChallengeLayer {
         challenge
     }
 
-    fn render<B>(
-        &self,
-        request_id: Option<Id>,
-        response: Response<B>,
-    ) -> Response<ResponseBody<B>> {
-        let Some(error) = response.extensions().get::<AuthError>() else {
-            let mut response = response.map(ResponseBody::inner);
-            if response.status() == StatusCode::UNAUTHORIZED
-                && !response.headers().contains_key(header::WWW_AUTHENTICATE)
+    /// Sets the full challenge on an auth rejection (and on a bare `401`); the status and the
+    /// body are the renderer's.
+    fn add_challenge<B>(&self, response: &mut Response<B>) {
+        let challenge = match response.extensions().get::<AuthError>() {
+            Some(error) if error.kind().has_challenge() => self.challenge_for(error),
+            Some(_) => return,
+            None if response.status() == StatusCode::UNAUTHORIZED
+                && !response.headers().contains_key(header::WWW_AUTHENTICATE) =>
             {
-                let challenge = self.challenge_for(&AuthError::missing_credentials());
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, challenge.to_header_value());
+                self.challenge_for(&AuthError::missing_credentials())
             }
-            return response;
+            None => return,
         };
-        let error = match error.id() {
-            Some(_) => error.clone(),
-            None => error.clone().with_id(request_id),
-        };
-        let (mut parts, _) = response.into_parts();
-        parts.status = error.status();
-        if error.kind().has_challenge() {
-            parts.headers.insert(
-                header::WWW_AUTHENTICATE,
-                self.challenge_for(&error).to_header_value(),
-            );
-        } else {
-            parts.headers.remove(header::WWW_AUTHENTICATE);
-        }
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        parts.headers.remove(header::CONTENT_LENGTH);
-        let body = error.to_message().to_bytes();
-        Response::from_parts(parts, ResponseBody::full(body))
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge.to_header_value());
     }
 }
 
@@ -334,7 +313,7 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Challenge<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -343,15 +322,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let request_id = req
-            .extensions()
-            .get::<Payload>()
-            .and_then(Payload::first_request_id)
-            .cloned();
         ResponseFuture {
             future: self.inner.call(req),
             layer: Some(self.layer.clone()),
-            request_id,
         }
     }
 }
@@ -362,7 +335,6 @@ pin_project! {
         #[pin]
         future: F,
         layer: Option<ChallengeLayer>,
-        request_id: Option<Id>,
     }
 }
 
@@ -370,23 +342,22 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.future.poll(cx))?;
-        let rendered = match this.layer.take() {
-            Some(layer) => layer.render(this.request_id.take(), response),
-            None => response.map(ResponseBody::inner),
-        };
-        Poll::Ready(Ok(rendered))
+        let mut response = ready!(this.future.poll(cx))?;
+        if let Some(layer) = this.layer.take() {
+            layer.add_challenge(&mut response);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jsonrpc::Message;
+    use crate::jsonrpc::Id;
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use std::convert::Infallible;
@@ -399,10 +370,14 @@ mod tests {
         request: Request<()>,
         make: impl Fn() -> Response<Full<Bytes>> + Send + 'static,
     ) -> (http::response::Parts, String) {
-        let svc = layer.layer(tower::service_fn(move |_: Request<()>| {
-            let response = make();
-            async move { Ok::<_, Infallible>(response) }
-        }));
+        // The challenge goes around the renderer, as in `McpStack`.
+        let svc = tower::ServiceBuilder::new()
+            .layer(layer)
+            .layer(crate::error_map::JsonRpcErrorLayer::new())
+            .service_fn(move |_: Request<()>| {
+                let response = make();
+                async move { Ok::<_, Infallible>(response) }
+            });
         let (parts, body) = svc.oneshot(request).await.unwrap().into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         (parts, String::from_utf8(body.to_vec()).unwrap())
@@ -526,23 +501,6 @@ mod tests {
         let long = "x".repeat(10_000);
         let header = BearerChallenge::new().error_description(long).to_string();
         assert_eq!(header.len(), r#"Bearer error_description="""#.len() + 256);
-    }
-
-    #[tokio::test]
-    async fn the_request_id_comes_from_a_parsed_payload() {
-        let mut request = Request::new(());
-        request
-            .extensions_mut()
-            .insert(Payload::Single(Message::request(
-                Id::from("req-1"),
-                "tools/call",
-                None,
-            )));
-        let (_, body) = render(ChallengeLayer::new(), request, || {
-            AuthError::missing_credentials().into_response()
-        })
-        .await;
-        assert!(body.contains(r#""id":"req-1""#), "{body}");
     }
 
     #[tokio::test]

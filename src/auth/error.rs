@@ -1,6 +1,7 @@
 //! [`AuthError`]: the typed rejection of every auth layer, and its one HTTP mapping.
 
 use super::challenge::BearerChallenge;
+use crate::error::TransportErrorKind;
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message};
 use http::{Response, StatusCode, header};
 use serde_json::json;
@@ -9,7 +10,8 @@ use std::fmt;
 
 /// Why a request was refused by authentication or authorization.
 ///
-/// [`AuthErrorKind::status`] is the single place where auth errors meet HTTP.
+/// Its status comes from the crate's one status table, through
+/// [`AuthErrorKind::transport_kind`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthErrorKind {
@@ -38,15 +40,21 @@ pub enum AuthErrorKind {
 }
 
 impl AuthErrorKind {
-    /// The HTTP status for this kind.
+    /// The HTTP status for this kind, from the crate's one status table
+    /// ([`TransportErrorKind::status`]).
     pub fn status(&self) -> StatusCode {
+        self.transport_kind().status()
+    }
+
+    /// The transport kind this error is reported as.
+    pub fn transport_kind(&self) -> TransportErrorKind {
         match self {
             AuthErrorKind::MissingCredentials | AuthErrorKind::InvalidToken { .. } => {
-                StatusCode::UNAUTHORIZED
+                TransportErrorKind::Unauthorized
             }
-            AuthErrorKind::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            AuthErrorKind::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthErrorKind::InvalidRequest { .. } => TransportErrorKind::InvalidRequest,
+            AuthErrorKind::InsufficientScope { .. } => TransportErrorKind::Forbidden,
+            AuthErrorKind::Unavailable => TransportErrorKind::Unavailable,
         }
     }
 
