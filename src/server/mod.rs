@@ -492,7 +492,7 @@ impl McpServer {
         ServerContext::new(cx, session)
     }
 
-    fn session(&self, peer: crate::Peer) -> SessionHandle {
+    pub(crate) fn session(&self, peer: crate::Peer) -> SessionHandle {
         SessionHandle::new(self.registry.clone(), self.state.clone(), peer)
     }
 
