@@ -529,7 +529,7 @@ impl McpServer {
         let page: Vec<Value> = items.by_ref().take(size).cloned().collect();
         let mut result = json!({ key: page });
         if items.next().is_some() {
-            result["nextCursor"] = (start + size).to_string().into();
+            result["nextCursor"] = start.saturating_add(size).to_string().into();
         }
         Ok(result)
     }
