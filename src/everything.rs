@@ -1,16 +1,15 @@
 //! The built-in "everything" MCP server.
 //!
-//! [`EverythingServer`] is an ordinary [`McpService`] implementing the fixture server of the MCP
-//! conformance suite (`modelcontextprotocol/conformance`,
-//! `examples/servers/typescript/everything-server.ts`): every tool, resource, prompt and utility
-//! the suite's server scenarios call, with the same names, schemas and content shapes, plus two
-//! small tools of its own, `echo` and `add`.
+//! [`EverythingServer`] implements the fixture server of the MCP conformance suite
+//! (`modelcontextprotocol/conformance`, `examples/servers/typescript/everything-server.ts`): every
+//! tool, resource, prompt and utility the suite's server scenarios call, with the same names,
+//! schemas and content shapes, plus two small tools of its own, `echo` and `add`.
 //!
-//! It is what `mcp-proxy` serves when no upstream server is configured, and it doubles as the
-//! example to copy when writing a server for this crate: one `match` on the method, `serde`
-//! structs for the parameters (malformed parameters answer `-32602`), small helpers that build
-//! content blocks, and static tables for the listings. It keeps per-session state (the log level
-//! set by `logging/setLevel`, resource subscriptions) in the struct, so build one per session.
+//! It is what `mcp-proxy` serves when no upstream server is configured, and it is built with
+//! [`McpServer::builder`](crate::server::McpServer::builder) like any server of this crate: one
+//! typed handler per tool, resource and prompt. The handlers are built once and shared; each
+//! session gets its own state (log level, subscriptions, the items that appear 2 s after
+//! `notifications/initialized`), so build one instance per session.
 //!
 //! # Example
 //!
@@ -46,15 +45,18 @@ mod tasks;
 use crate::input::{InputRequest, is_input_required};
 use crate::jsonrpc::{ErrorObject, Notification, Request};
 use crate::protocol::{LogLevel, ProtocolVersion};
-use crate::service::{McpService, NotificationContext, Peer, RequestContext, SendError};
+use crate::server::{
+    CallToolResult, CompleteRequest, CompleteResult, CompletionRef, Content, GetPromptResult,
+    Implementation, McpServer, McpServerBuilder, NoArgs, Prompt, PromptArgument, PromptMessage,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerContext, SessionHandle,
+    TemplateVariables, Tool,
+};
+use crate::service::{McpService, NotificationContext, RequestContext, SendError};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value, json};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
-use tokio::task::AbortHandle;
 
 /// How long a client waits before resuming after `test_reconnection` closes its connection.
 const RECONNECT_RETRY: Duration = Duration::from_millis(500);
@@ -93,244 +95,22 @@ const DYNAMIC_PROMPT: &str = "test_dynamic_prompt";
 /// The MCP conformance "everything" server, plus `echo` and `add`.
 ///
 /// One instance per session: it remembers the session's log level and resource subscriptions.
-#[derive(Debug, Default)]
-pub struct EverythingServer {
-    /// The minimum [`LogLevel`] sent, as its `u8` discriminant.
-    min_log_level: AtomicU8,
-    /// What background tasks share with the handlers.
-    shared: Arc<Shared>,
-    /// The session's background tasks (dynamic items, resource updates), ended by `close`.
-    tasks: Mutex<Vec<AbortHandle>>,
-}
+#[derive(Debug)]
+pub struct EverythingServer(McpServer);
 
-#[derive(Debug, Default)]
-struct Shared {
-    /// URIs subscribed with `resources/subscribe`.
-    subscriptions: Mutex<HashSet<String>>,
-    /// Whether the dynamic tool, resource and prompt have appeared.
-    dynamic: AtomicBool,
-}
-
-impl Shared {
-    fn subscriptions(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        crate::sync::lock(&self.subscriptions)
-    }
-
-    fn dynamic(&self) -> bool {
-        self.dynamic.load(Ordering::Acquire)
-    }
-}
+/// The handlers, built once.
+static SERVER: LazyLock<McpServer> = LazyLock::new(build);
 
 impl EverythingServer {
     /// A server that sends log messages of every level until the client sets one.
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn min_log_level(&self) -> LogLevel {
-        LogLevel::from_u8(self.min_log_level.load(Ordering::Relaxed))
-    }
-
-    fn set_min_log_level(&self, level: LogLevel) {
-        self.min_log_level.store(level as u8, Ordering::Relaxed);
-    }
-
-    /// Sends `notifications/message` when `level` passes the level set by `logging/setLevel`.
-    async fn log(&self, cx: &RequestContext, level: LogLevel, data: &str) {
-        if level < self.min_log_level() {
-            return;
-        }
-        let params = json!({ "level": level, "logger": LOGGER, "data": data });
-        // Logging is advisory: a client that went away just misses it.
-        let _ = cx
-            .peer()
-            .notify("notifications/message", Some(params))
-            .await;
-    }
-
-    fn initialize(&self, params: Option<Value>) -> Result<Value, ErrorObject> {
-        let params: InitializeParams = parse_params(params)?;
-        let version = ProtocolVersion::negotiate(params.protocol_version.as_deref());
-        Ok(json!({
-            "protocolVersion": version.as_str(),
-            "capabilities": CAPABILITIES.clone(),
-            "serverInfo": { "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION") },
-            "instructions": "The MCP conformance \"everything\" server, plus the tools echo and add.",
-        }))
-    }
-
-    async fn call_tool(
-        &self,
-        params: CallToolParams,
-        cx: &RequestContext,
-    ) -> Result<Value, ErrorObject> {
-        let name = params.name.as_str();
-        let arguments = Value::Object(params.arguments.unwrap_or_default());
-        match name {
-            DYNAMIC_TOOL if self.shared.dynamic() => {
-                Ok(tool_result([text("This is a dynamically added tool")]))
-            }
-            "test_simple_text" => Ok(tool_result([text(
-                "This is a simple text response for testing.",
-            )])),
-            "test_image_content" => Ok(tool_result([image(TEST_IMAGE_BASE64, "image/png")])),
-            "test_audio_content" => Ok(tool_result([audio(TEST_AUDIO_BASE64, "audio/wav")])),
-            "test_embedded_resource" => Ok(tool_result([embedded_resource(
-                "test://embedded-resource",
-                "text/plain",
-                "This is an embedded resource content.",
-            )])),
-            "test_multiple_content_types" => Ok(tool_result([
-                text("Multiple content types test:"),
-                image(TEST_IMAGE_BASE64, "image/png"),
-                embedded_resource(
-                    "test://mixed-content-resource",
-                    "application/json",
-                    r#"{"test":"data","value":123}"#,
-                ),
-            ])),
-            "test_tool_with_logging" => {
-                self.log(cx, LogLevel::Info, "Tool execution started").await;
-                tokio::time::sleep(STEP).await;
-                self.log(cx, LogLevel::Info, "Tool processing data").await;
-                tokio::time::sleep(STEP).await;
-                self.log(cx, LogLevel::Info, "Tool execution completed")
-                    .await;
-                Ok(tool_result([text(
-                    "Tool with logging executed successfully",
-                )]))
-            }
-            "test_tool_with_progress" => {
-                for (i, progress) in [0.0, 50.0, 100.0].into_iter().enumerate() {
-                    if i > 0 {
-                        tokio::time::sleep(STEP).await;
-                    }
-                    let message = format!("Completed step {progress} of 100");
-                    cx.notify_progress(progress, Some(100.0), Some(&message))
-                        .await;
-                }
-                // The fixture answers with the progress token it was given.
-                let token = match cx.progress_token() {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => "0".to_owned(),
-                };
-                Ok(tool_result([text(token)]))
-            }
-            "test_error_handling" => Ok(tool_error(
-                "This tool intentionally returns an error for testing",
-            )),
-            "test_reconnection" => {
-                // SEP-1699 polling: drop the client's connection mid-call; the result is stored and
-                // the client gets it by resuming with Last-Event-ID.
-                cx.peer().close_sse_stream(RECONNECT_RETRY).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Ok(tool_result([text(
-                    "Reconnection test completed successfully. If you received this, the client properly \
-                     reconnected after stream closure.",
-                )]))
-            }
-            "test_sampling" => {
-                let PromptArgs { prompt } = tool_args(name, arguments)?;
-                Ok(tool_result([text(sample(cx, &prompt).await?)]))
-            }
-            "test_elicitation" => {
-                let MessageArgs { message } = tool_args(name, arguments)?;
-                let schema = json!({
-                    "type": "object",
-                    "properties": { "response": { "type": "string", "description": "User's response" } },
-                    "required": ["response"],
-                });
-                Ok(tool_result([text(
-                    elicit(cx, &message, schema, "User response").await?,
-                )]))
-            }
-            "test_elicitation_sep1034_defaults" => {
-                let message = "Please review and update the form fields with defaults";
-                let schema = ELICITATION_DEFAULTS_SCHEMA.clone();
-                Ok(tool_result([text(
-                    elicit(cx, message, schema, "Elicitation completed").await?,
-                )]))
-            }
-            "test_elicitation_sep1330_enums" => {
-                let message = "Please select options from the enum fields";
-                let schema = ELICITATION_ENUMS_SCHEMA.clone();
-                Ok(tool_result([text(
-                    elicit(cx, message, schema, "Elicitation completed").await?,
-                )]))
-            }
-            "json_schema_2020_12_tool" => Ok(tool_result([text(format!(
-                "JSON Schema 2020-12 tool called with: {arguments}"
-            ))])),
-            "echo" => {
-                let EchoArgs { text: echoed } = tool_args(name, arguments)?;
-                Ok(tool_result([text(echoed)]))
-            }
-            "add" => {
-                let AddArgs { a, b } = tool_args(name, arguments)?;
-                Ok(match add(&a, &b) {
-                    Some(sum) => tool_result([text(sum)]),
-                    None => tool_error("The sum is not a finite number"),
-                })
-            }
-            name if inputs::TOOLS.contains(&name) => inputs::call(name, &arguments, cx).await,
-            name if tasks::TOOLS.contains(&name) => tasks::call(name, arguments, cx).await,
-            other => Err(ErrorObject::invalid_params(format!(
-                "Unknown tool: {other}"
-            ))),
-        }
-    }
-
-    /// Runs `task` for as long as the session lives.
-    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        let handle = tokio::spawn(task).abort_handle();
-        let mut tasks = crate::sync::lock(&self.tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(handle);
-    }
-
-    /// A list with the dynamic item appended once it has appeared.
-    fn list(&self, list: &Value, key: &str, dynamic: impl FnOnce() -> Value) -> Value {
-        let mut list = list.clone();
-        if self.shared.dynamic()
-            && let Some(items) = list.get_mut(key).and_then(Value::as_array_mut)
-        {
-            items.push(dynamic());
-        }
-        list
+        Self(SERVER.new_session())
     }
 }
 
-/// Makes the dynamic tool, resource and prompt appear after [`DYNAMIC_AFTER`], telling the client.
-async fn add_dynamic_items(shared: Arc<Shared>, peer: Peer) {
-    tokio::time::sleep(DYNAMIC_AFTER).await;
-    shared.dynamic.store(true, Ordering::Release);
-    for method in [
-        "notifications/tools/list_changed",
-        "notifications/resources/list_changed",
-        "notifications/prompts/list_changed",
-    ] {
-        if let Err(SendError::Closed | SendError::NoStream) = peer.notify(method, None).await {
-            return;
-        }
-    }
-}
-
-/// Announces updates of the watched resource while it stays subscribed.
-async fn watch_resource(shared: Arc<Shared>, peer: Peer) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_EVERY, WATCH_EVERY);
-    loop {
-        tick.tick().await;
-        if !shared.subscriptions().contains(WATCHED_URI) {
-            return;
-        }
-        let params = json!({ "uri": WATCHED_URI });
-        let sent = peer
-            .notify("notifications/resources/updated", Some(params))
-            .await;
-        if let Err(SendError::Closed | SendError::NoStream) = sent {
-            return;
-        }
+impl Default for EverythingServer {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -340,146 +120,35 @@ impl McpService for EverythingServer {
         request: Request,
         cx: RequestContext,
     ) -> Result<Value, ErrorObject> {
-        let Request { method, params, .. } = request;
-        match method.as_str() {
-            "initialize" => self.initialize(params),
-            "ping" => Ok(json!({})),
-            "tools/list" => Ok(self.list(&TOOLS, "tools", || {
-                json!({
-                    "name": DYNAMIC_TOOL,
-                    "description": "A tool added dynamically after the session started",
-                    "inputSchema": { "type": "object", "properties": {} },
-                })
-            })),
-            "tools/call" => self.call_tool(parse_params(params)?, &cx).await,
-            "resources/list" => Ok(self.list(&RESOURCES, "resources", || {
-                json!({
-                    "uri": DYNAMIC_URI,
-                    "name": "Dynamic Resource",
-                    "description": "A resource added dynamically after the session started",
-                    "mimeType": "text/plain",
-                })
-            })),
-            "resources/templates/list" => Ok(RESOURCE_TEMPLATES.clone()),
-            "resources/read" => {
-                let UriParams { uri } = parse_params(params)?;
-                if uri == DYNAMIC_URI && self.shared.dynamic() {
-                    let content = json!({ "uri": uri, "mimeType": "text/plain", "text": "This is a dynamically added resource" });
-                    return Ok(json!({ "contents": [content] }));
-                }
-                read_resource(&uri)
-            }
-            "resources/subscribe" => {
-                let UriParams { uri } = parse_params(params)?;
-                let watched = uri == WATCHED_URI;
-                if self.shared.subscriptions().insert(uri) && watched {
-                    let peer = cx.peer().standalone();
-                    self.spawn(watch_resource(self.shared.clone(), peer));
-                }
-                Ok(json!({}))
-            }
-            "resources/unsubscribe" => {
-                let UriParams { uri } = parse_params(params)?;
-                self.shared.subscriptions().remove(&uri);
-                Ok(json!({}))
-            }
-            "prompts/list" => Ok(self.list(&PROMPTS, "prompts", || {
-                json!({
-                    "name": DYNAMIC_PROMPT,
-                    "description": "A prompt added dynamically after the session started",
-                })
-            })),
-            "prompts/get" => {
-                let params: GetPromptParams = parse_params(params)?;
-                if params.name == inputs::PROMPT {
-                    return inputs::get_prompt(&cx).await;
-                }
-                if params.name == DYNAMIC_PROMPT && self.shared.dynamic() {
-                    return Ok(json!({
-                        "description": "A prompt added dynamically after the session started",
-                        "messages": [user_message(text("This is a dynamically added prompt"))],
-                    }));
-                }
-                get_prompt(params)
-            }
-            "completion/complete" => complete(parse_params(params)?),
-            "logging/setLevel" => {
-                let SetLevelParams { level } = parse_params(params)?;
-                self.set_min_log_level(level);
-                Ok(json!({}))
-            }
-            other => Err(ErrorObject::method_not_found(other)),
-        }
+        self.0.handle_request(request, cx).await
     }
 
     async fn handle_notification(&self, notification: Notification, cx: NotificationContext) {
-        if notification.method == "notifications/initialized" && !self.shared.dynamic() {
-            self.spawn(add_dynamic_items(self.shared.clone(), cx.peer().clone()));
-        }
+        self.0.handle_notification(notification, cx).await
     }
 
     async fn close(&self) {
-        let tasks = std::mem::take(&mut *crate::sync::lock(&self.tasks));
-        for task in tasks {
-            task.abort();
-        }
+        self.0.close().await
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Parameters
+type Answer = Result<CallToolResult, ErrorObject>;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InitializeParams {
-    #[serde(default)]
-    protocol_version: Option<String>,
+fn reply(text: impl Into<String>) -> Answer {
+    Ok(CallToolResult::text(text))
 }
 
-#[derive(Deserialize)]
-struct CallToolParams {
-    name: String,
-    #[serde(default)]
-    arguments: Option<Map<String, Value>>,
+fn embedded(uri: &str, mime_type: &str, text: &str) -> Content {
+    Content::resource(ResourceContents::text(uri, text).mime_type(mime_type))
 }
 
-#[derive(Deserialize)]
-struct UriParams {
-    uri: String,
+/// A prompt argument (required ones were checked before the handler runs).
+fn arg<'a>(args: &'a HashMap<String, String>, name: &str) -> &'a str {
+    args.get(name).map_or("", String::as_str)
 }
 
-#[derive(Deserialize)]
-struct SetLevelParams {
-    level: LogLevel,
-}
-
-#[derive(Deserialize)]
-struct GetPromptParams {
-    name: String,
-    #[serde(default)]
-    arguments: Option<HashMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-struct CompleteParams {
-    #[serde(rename = "ref")]
-    reference: CompletionRef,
-    argument: CompletionArgument,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type")]
-enum CompletionRef {
-    #[serde(rename = "ref/prompt")]
-    Prompt { name: String },
-    #[serde(rename = "ref/resource")]
-    Resource { uri: String },
-}
-
-#[derive(Deserialize)]
-struct CompletionArgument {
-    name: String,
-    value: String,
+fn image() -> Content {
+    Content::image(TEST_IMAGE_BASE64, "image/png")
 }
 
 #[derive(Deserialize)]
@@ -503,55 +172,383 @@ struct MessageArgs {
     message: String,
 }
 
-/// Reads a method's params; absent or `null` params read as `{}`.
-fn parse_params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, ErrorObject> {
-    let params = match params {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(params) => params,
-    };
-    serde_json::from_value(params)
-        .map_err(|e| ErrorObject::invalid_params(format!("Invalid params: {e}")))
+fn build() -> McpServer {
+    let builder = McpServer::builder(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
+        .instructions("The MCP conformance \"everything\" server, plus the tools echo and add.");
+    let builder = tasks::register(inputs::register(resources(prompts(tools(builder)))));
+    // The items that appear after `notifications/initialized`, last in their lists.
+    builder
+        .tool(
+            Tool::new(
+                DYNAMIC_TOOL,
+                "A tool added dynamically after the session started",
+            )
+            .disabled(),
+            |_: NoArgs, _| async { reply("This is a dynamically added tool") },
+        )
+        .resource(
+            Resource::new(DYNAMIC_URI, "Dynamic Resource")
+                .description("A resource added dynamically after the session started")
+                .mime_type("text/plain")
+                .disabled(),
+            |uri, _| async move {
+                let text = "This is a dynamically added resource";
+                Ok(ReadResourceResult::new([
+                    ResourceContents::text(uri, text).mime_type("text/plain")
+                ]))
+            },
+        )
+        .prompt(
+            Prompt::new(
+                DYNAMIC_PROMPT,
+                "A prompt added dynamically after the session started",
+            )
+            .disabled(),
+            |_: NoArgs, _| async {
+                let message =
+                    PromptMessage::user(Content::text("This is a dynamically added prompt"));
+                Ok(GetPromptResult::new(
+                    "A prompt added dynamically after the session started",
+                    [message],
+                ))
+            },
+        )
+        .on_initialized(|session| session.spawn(add_dynamic_items(session.clone())))
+        .on_subscribe(|uri, session| {
+            if uri == WATCHED_URI {
+                session.spawn(watch_resource(session.clone()));
+            }
+        })
+        .build()
 }
 
-/// Reads a tool's arguments.
-fn tool_args<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, ErrorObject> {
-    serde_json::from_value(arguments)
-        .map_err(|e| ErrorObject::invalid_params(format!("Invalid arguments for tool {tool}: {e}")))
+fn tools(builder: McpServerBuilder) -> McpServerBuilder {
+    let simple = |name: &str, description: &str| Tool::new(name, description);
+    builder
+        .tool(simple("test_simple_text", "Tests simple text content response"), |_: NoArgs, _| async {
+            reply("This is a simple text response for testing.")
+        })
+        .tool(simple("test_image_content", "Tests image content response"), |_: NoArgs, _| async {
+            Ok(CallToolResult::new([image()]))
+        })
+        .tool(simple("test_audio_content", "Tests audio content response"), |_: NoArgs, _| async {
+            Ok(CallToolResult::new([Content::audio(TEST_AUDIO_BASE64, "audio/wav")]))
+        })
+        .tool(
+            simple("test_embedded_resource", "Tests embedded resource content response"),
+            |_: NoArgs, _| async {
+                let text = "This is an embedded resource content.";
+                Ok(CallToolResult::new([embedded("test://embedded-resource", "text/plain", text)]))
+            },
+        )
+        .tool(
+            simple(
+                "test_multiple_content_types",
+                "Tests response with multiple content types (text, image, resource)",
+            ),
+            |_: NoArgs, _| async {
+                let json = r#"{"test":"data","value":123}"#;
+                Ok(CallToolResult::new([
+                    Content::text("Multiple content types test:"),
+                    image(),
+                    embedded("test://mixed-content-resource", "application/json", json),
+                ]))
+            },
+        )
+        .tool(
+            simple("test_tool_with_logging", "Tests tool that emits log messages during execution"),
+            |_: NoArgs, cx: ServerContext| async move {
+                cx.log(LogLevel::Info, LOGGER, "Tool execution started").await;
+                tokio::time::sleep(STEP).await;
+                cx.log(LogLevel::Info, LOGGER, "Tool processing data").await;
+                tokio::time::sleep(STEP).await;
+                cx.log(LogLevel::Info, LOGGER, "Tool execution completed").await;
+                reply("Tool with logging executed successfully")
+            },
+        )
+        .tool(
+            simple("test_tool_with_progress", "Tests tool that reports progress notifications"),
+            |_: NoArgs, cx: ServerContext| async move {
+                for (i, progress) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(STEP).await;
+                    }
+                    let message = format!("Completed step {progress} of 100");
+                    cx.notify_progress(progress, Some(100.0), Some(&message)).await;
+                }
+                // The fixture answers with the progress token it was given.
+                reply(match cx.progress_token() {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => "0".to_owned(),
+                })
+            },
+        )
+        .tool(simple("test_error_handling", "Tests error response handling"), |_: NoArgs, _| async {
+            Ok(CallToolResult::error("This tool intentionally returns an error for testing"))
+        })
+        .tool(
+            simple(
+                "test_reconnection",
+                "Tests SSE stream disconnection and client reconnection (SEP-1699). Server will close the stream \
+                 mid-call and send the result after client reconnects.",
+            ),
+            |_: NoArgs, cx: ServerContext| async move {
+                // SEP-1699 polling: drop the client's connection mid-call; the result is stored and
+                // the client gets it by resuming with Last-Event-ID.
+                cx.peer().close_sse_stream(RECONNECT_RETRY).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                reply(
+                    "Reconnection test completed successfully. If you received this, the client properly \
+                     reconnected after stream closure.",
+                )
+            },
+        )
+        .tool(
+            simple("test_sampling", "Tests server-initiated sampling (LLM completion request)")
+                .input_schema(object_schema(&[("prompt", "string", "The prompt to send to the LLM")])),
+            |PromptArgs { prompt }, cx: ServerContext| async move { reply(sample(&cx, &prompt).await?) },
+        )
+        .tool(
+            simple("test_elicitation", "Tests server-initiated elicitation (user input request)")
+                .input_schema(object_schema(&[("message", "string", "The message to show the user")])),
+            |MessageArgs { message }, cx: ServerContext| async move {
+                let schema = json!({
+                    "type": "object",
+                    "properties": { "response": { "type": "string", "description": "User's response" } },
+                    "required": ["response"],
+                });
+                reply(elicit(&cx, &message, schema, "User response").await?)
+            },
+        )
+        .tool(
+            simple("test_elicitation_sep1034_defaults", "Tests elicitation with default values per SEP-1034"),
+            |_: NoArgs, cx: ServerContext| async move {
+                let message = "Please review and update the form fields with defaults";
+                let schema = ELICITATION_DEFAULTS_SCHEMA.clone();
+                reply(elicit(&cx, message, schema, "Elicitation completed").await?)
+            },
+        )
+        .tool(
+            simple("test_elicitation_sep1330_enums", "Tests elicitation with enum schema improvements per SEP-1330"),
+            |_: NoArgs, cx: ServerContext| async move {
+                let message = "Please select options from the enum fields";
+                let schema = ELICITATION_ENUMS_SCHEMA.clone();
+                reply(elicit(&cx, message, schema, "Elicitation completed").await?)
+            },
+        )
+        .tool(
+            simple(
+                "json_schema_2020_12_tool",
+                "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
+            )
+            .input_schema(JSON_SCHEMA_2020_12.clone()),
+            |arguments: Value, _| async move {
+                reply(format!("JSON Schema 2020-12 tool called with: {arguments}"))
+            },
+        )
+        .tool(
+            simple("echo", "Echoes back the input text")
+                .input_schema(object_schema(&[("text", "string", "The text to echo")])),
+            |EchoArgs { text }, _| async move { reply(text) },
+        )
+        .tool(
+            simple("add", "Adds two numbers").input_schema(object_schema(&[
+                ("a", "number", "The first number"),
+                ("b", "number", "The second number"),
+            ])),
+            |AddArgs { a, b }, _| async move {
+                Ok(match add(&a, &b) {
+                    Some(sum) => CallToolResult::text(sum),
+                    None => CallToolResult::error("The sum is not a finite number"),
+                })
+            },
+        )
+}
+
+fn resources(builder: McpServerBuilder) -> McpServerBuilder {
+    let text = |uri: String, mime_type: &str, text: &str| {
+        Ok(ReadResourceResult::new([
+            ResourceContents::text(uri, text).mime_type(mime_type)
+        ]))
+    };
+    builder
+        .resource(
+            Resource::new(STATIC_TEXT_URI, "static-text")
+                .title("Static Text Resource")
+                .description("A static text resource for testing")
+                .mime_type("text/plain"),
+            move |uri, _| async move {
+                text(
+                    uri,
+                    "text/plain",
+                    "This is the content of the static text resource.",
+                )
+            },
+        )
+        .resource(
+            Resource::new(STATIC_BINARY_URI, "static-binary")
+                .title("Static Binary Resource")
+                .description("A static binary resource (image) for testing")
+                .mime_type("image/png"),
+            |uri, _| async move {
+                Ok(ReadResourceResult::new([ResourceContents::blob(
+                    uri,
+                    TEST_IMAGE_BASE64,
+                )
+                .mime_type("image/png")]))
+            },
+        )
+        .resource(
+            Resource::new(WATCHED_URI, "watched-resource")
+                .title("Watched Resource")
+                .description("A resource that auto-updates every 3 seconds")
+                .mime_type("text/plain"),
+            move |uri, _| async move { text(uri, "text/plain", "Watched resource content") },
+        )
+        .resource_template(
+            ResourceTemplate::new(TEMPLATE_URI, "template")
+                .title("Resource Template")
+                .description("A resource template with parameter substitution")
+                .mime_type("application/json"),
+            move |uri, vars: TemplateVariables, _| async move {
+                let id = vars.get("id").map(String::as_str).unwrap_or_default();
+                // Written out rather than via `json!` to keep the fixture's key order.
+                let (id_json, data_json) =
+                    (Value::from(id), Value::from(format!("Data for ID: {id}")));
+                let json = format!(r#"{{"id":{id_json},"templateTest":true,"data":{data_json}}}"#);
+                text(uri, "application/json", &json)
+            },
+        )
+}
+
+fn prompts(builder: McpServerBuilder) -> McpServerBuilder {
+    let user_text = |text: String| PromptMessage::user(Content::text(text));
+    builder
+        .prompt(
+            Prompt::new("test_simple_prompt", "A simple prompt without arguments")
+                .title("Simple Test Prompt"),
+            move |_: NoArgs, _| async move {
+                let message = user_text("This is a simple prompt for testing.".into());
+                Ok(GetPromptResult::new(
+                    "A simple prompt without arguments",
+                    [message],
+                ))
+            },
+        )
+        .prompt(
+            Prompt::new(
+                "test_prompt_with_arguments",
+                "A prompt with required arguments",
+            )
+            .title("Prompt With Arguments")
+            .argument(PromptArgument::required("arg1", "First test argument"))
+            .argument(PromptArgument::required("arg2", "Second test argument")),
+            move |args: HashMap<String, String>, _| async move {
+                let (arg1, arg2) = (arg(&args, "arg1"), arg(&args, "arg2"));
+                let message = user_text(format!(
+                    "Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+                ));
+                Ok(GetPromptResult::new(
+                    "A prompt with required arguments",
+                    [message],
+                ))
+            },
+        )
+        .prompt(
+            Prompt::new(
+                "test_prompt_with_embedded_resource",
+                "A prompt that includes an embedded resource",
+            )
+            .title("Prompt With Embedded Resource")
+            .argument(PromptArgument::required(
+                "resourceUri",
+                "URI of the resource to embed",
+            )),
+            move |args: HashMap<String, String>, _| async move {
+                let uri = arg(&args, "resourceUri");
+                let resource =
+                    embedded(uri, "text/plain", "Embedded resource content for testing.");
+                Ok(GetPromptResult::new(
+                    "A prompt that includes an embedded resource",
+                    [
+                        PromptMessage::user(resource),
+                        user_text("Please process the embedded resource above.".into()),
+                    ],
+                ))
+            },
+        )
+        .prompt(
+            Prompt::new(
+                "test_prompt_with_image",
+                "A prompt that includes image content",
+            )
+            .title("Prompt With Image"),
+            move |_: NoArgs, _| async move {
+                Ok(GetPromptResult::new(
+                    "A prompt that includes image content",
+                    [
+                        PromptMessage::user(image()),
+                        user_text("Please analyze the image above.".into()),
+                    ],
+                ))
+            },
+        )
+        .completion(|request: CompleteRequest, _| async move {
+            let candidates: &[&str] = match (&request.reference, request.argument.name.as_str()) {
+                (CompletionRef::Prompt { name }, "arg1" | "arg2")
+                    if name == "test_prompt_with_arguments" =>
+                {
+                    &["testValue1", "testValue2", "example", "sample"]
+                }
+                (CompletionRef::Prompt { name }, "resourceUri")
+                    if name == "test_prompt_with_embedded_resource" =>
+                {
+                    &[STATIC_TEXT_URI, STATIC_BINARY_URI, WATCHED_URI]
+                }
+                (CompletionRef::Resource { uri }, "id") if uri == TEMPLATE_URI => {
+                    &["1", "2", "3", "123"]
+                }
+                _ => &[],
+            };
+            Ok(CompleteResult::matching(
+                candidates.iter().copied(),
+                &request.argument.value,
+            ))
+        })
+}
+
+/// Makes the dynamic tool, resource and prompt appear after [`DYNAMIC_AFTER`], telling the client.
+async fn add_dynamic_items(session: SessionHandle) {
+    tokio::time::sleep(DYNAMIC_AFTER).await;
+    add_dynamic_items_now(session).await;
+}
+
+async fn add_dynamic_items_now(session: SessionHandle) {
+    // Each appears even if the client is not listening (it sees them in the next list).
+    let _ = session.set_tool_enabled(DYNAMIC_TOOL, true).await;
+    let _ = session.set_resource_enabled(DYNAMIC_URI, true).await;
+    let _ = session.set_prompt_enabled(DYNAMIC_PROMPT, true).await;
+}
+
+/// Announces updates of the watched resource while it stays subscribed.
+async fn watch_resource(session: SessionHandle) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_EVERY, WATCH_EVERY);
+    loop {
+        tick.tick().await;
+        if !session.is_subscribed(WATCHED_URI) {
+            return;
+        }
+        if let Err(SendError::Closed | SendError::NoStream) =
+            session.resource_updated(WATCHED_URI).await
+        {
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Content blocks and results
-
-fn text(text: impl Into<String>) -> Value {
-    json!({ "type": "text", "text": text.into() })
-}
-
-fn image(data: &str, mime_type: &str) -> Value {
-    json!({ "type": "image", "data": data, "mimeType": mime_type })
-}
-
-fn audio(data: &str, mime_type: &str) -> Value {
-    json!({ "type": "audio", "data": data, "mimeType": mime_type })
-}
-
-fn embedded_resource(uri: &str, mime_type: &str, text: &str) -> Value {
-    json!({ "type": "resource", "resource": { "uri": uri, "mimeType": mime_type, "text": text } })
-}
-
-/// A successful `tools/call` result.
-fn tool_result(content: impl IntoIterator<Item = Value>) -> Value {
-    json!({ "content": Value::Array(content.into_iter().collect()) })
-}
-
-/// A `tools/call` result reporting a tool-level failure (`isError: true`), which the model sees.
-fn tool_error(message: &str) -> Value {
-    json!({ "content": [text(message)], "isError": true })
-}
-
-/// A prompt message from the user.
-fn user_message(content: Value) -> Value {
-    json!({ "role": "user", "content": content })
-}
+// Helpers
 
 /// `a + b`, printed the way JSON prints numbers (`5`, not `5.0`); `None` when it overflows `f64`.
 fn add(a: &Number, b: &Number) -> Option<String> {
@@ -636,213 +633,6 @@ async fn elicit(
         Err(e) if passes_on(cx, &e) => Err(e),
         Err(e) => Ok(format!("Elicitation not supported or error: {}", e.message)),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Resources, prompts, completion
-
-fn read_resource(uri: &str) -> Result<Value, ErrorObject> {
-    let contents = match uri {
-        STATIC_TEXT_URI => json!({
-            "uri": uri,
-            "mimeType": "text/plain",
-            "text": "This is the content of the static text resource.",
-        }),
-        STATIC_BINARY_URI => {
-            json!({ "uri": uri, "mimeType": "image/png", "blob": TEST_IMAGE_BASE64 })
-        }
-        WATCHED_URI => {
-            json!({ "uri": uri, "mimeType": "text/plain", "text": "Watched resource content" })
-        }
-        _ => {
-            let id = template_id(uri).ok_or_else(|| {
-                // SEP-2164: -32602 with the URI in `data` (what the TypeScript SDK sends too).
-                ErrorObject::invalid_params(format!("Resource not found: {uri}"))
-                    .with_data(json!({ "uri": uri }))
-            })?;
-            // Written out rather than via `json!` to keep the fixture's key order.
-            let (id_json, data_json) = (Value::from(id), Value::from(format!("Data for ID: {id}")));
-            json!({
-                "uri": uri,
-                "mimeType": "application/json",
-                "text": format!(r#"{{"id":{id_json},"templateTest":true,"data":{data_json}}}"#),
-            })
-        }
-    };
-    Ok(json!({ "contents": [contents] }))
-}
-
-/// The `{id}` of `test://template/{id}/data`.
-fn template_id(uri: &str) -> Option<&str> {
-    let id = uri
-        .strip_prefix("test://template/")?
-        .strip_suffix("/data")?;
-    (!id.is_empty() && !id.contains('/')).then_some(id)
-}
-
-fn get_prompt(params: GetPromptParams) -> Result<Value, ErrorObject> {
-    let arguments = params.arguments.unwrap_or_default();
-    let argument = |name: &str| {
-        arguments.get(name).map(String::as_str).ok_or_else(|| {
-            ErrorObject::invalid_params(format!("Missing required argument: {name}"))
-        })
-    };
-    let (description, messages) = match params.name.as_str() {
-        "test_simple_prompt" => (
-            "A simple prompt without arguments",
-            vec![user_message(text("This is a simple prompt for testing."))],
-        ),
-        "test_prompt_with_arguments" => {
-            let (arg1, arg2) = (argument("arg1")?, argument("arg2")?);
-            (
-                "A prompt with required arguments",
-                vec![user_message(text(format!(
-                    "Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
-                )))],
-            )
-        }
-        "test_prompt_with_embedded_resource" => {
-            let uri = argument("resourceUri")?;
-            (
-                "A prompt that includes an embedded resource",
-                vec![
-                    user_message(embedded_resource(
-                        uri,
-                        "text/plain",
-                        "Embedded resource content for testing.",
-                    )),
-                    user_message(text("Please process the embedded resource above.")),
-                ],
-            )
-        }
-        "test_prompt_with_image" => (
-            "A prompt that includes image content",
-            vec![
-                user_message(image(TEST_IMAGE_BASE64, "image/png")),
-                user_message(text("Please analyze the image above.")),
-            ],
-        ),
-        other => {
-            return Err(ErrorObject::invalid_params(format!(
-                "Unknown prompt: {other}"
-            )));
-        }
-    };
-    Ok(json!({ "description": description, "messages": messages }))
-}
-
-fn complete(params: CompleteParams) -> Result<Value, ErrorObject> {
-    let candidates: &[&str] = match &params.reference {
-        CompletionRef::Prompt { name } => match (name.as_str(), params.argument.name.as_str()) {
-            ("test_prompt_with_arguments", "arg1" | "arg2") => {
-                &["testValue1", "testValue2", "example", "sample"]
-            }
-            ("test_prompt_with_embedded_resource", "resourceUri") => {
-                &[STATIC_TEXT_URI, STATIC_BINARY_URI, WATCHED_URI]
-            }
-            (
-                "test_simple_prompt"
-                | "test_prompt_with_arguments"
-                | "test_prompt_with_embedded_resource"
-                | "test_prompt_with_image",
-                _,
-            ) => &[],
-            (other, _) => {
-                return Err(ErrorObject::invalid_params(format!(
-                    "Unknown prompt: {other}"
-                )));
-            }
-        },
-        CompletionRef::Resource { uri } => match uri.as_str() {
-            TEMPLATE_URI if params.argument.name == "id" => &["1", "2", "3", "123"],
-            TEMPLATE_URI | STATIC_TEXT_URI | STATIC_BINARY_URI | WATCHED_URI => &[],
-            other => {
-                return Err(ErrorObject::invalid_params(format!(
-                    "Unknown resource template: {other}"
-                )));
-            }
-        },
-    };
-    let values: Vec<&str> = candidates
-        .iter()
-        .copied()
-        .filter(|c| c.starts_with(&params.argument.value))
-        .collect();
-    Ok(json!({ "completion": { "values": values, "total": values.len(), "hasMore": false } }))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Static tables
-
-static CAPABILITIES: LazyLock<Value> = LazyLock::new(|| {
-    json!({
-        "tools": { "listChanged": true },
-        "resources": { "subscribe": true, "listChanged": true },
-        "prompts": { "listChanged": true },
-        "logging": {},
-        "completions": {},
-    })
-});
-
-/// The `tools/list` result.
-static TOOLS: LazyLock<Value> = LazyLock::new(|| {
-    let no_args = || json!({ "type": "object", "properties": {} });
-    let mut tools = json!({ "tools": [
-        tool("test_simple_text", "Tests simple text content response", no_args()),
-        tool("test_image_content", "Tests image content response", no_args()),
-        tool("test_audio_content", "Tests audio content response", no_args()),
-        tool("test_embedded_resource", "Tests embedded resource content response", no_args()),
-        tool(
-            "test_multiple_content_types",
-            "Tests response with multiple content types (text, image, resource)",
-            no_args(),
-        ),
-        tool("test_tool_with_logging", "Tests tool that emits log messages during execution", no_args()),
-        tool("test_tool_with_progress", "Tests tool that reports progress notifications", no_args()),
-        tool("test_error_handling", "Tests error response handling", no_args()),
-        tool(
-            "test_reconnection",
-            "Tests SSE stream disconnection and client reconnection (SEP-1699). Server will close the stream \
-             mid-call and send the result after client reconnects.",
-            no_args(),
-        ),
-        tool(
-            "test_sampling",
-            "Tests server-initiated sampling (LLM completion request)",
-            object_schema(&[("prompt", "string", "The prompt to send to the LLM")]),
-        ),
-        tool(
-            "test_elicitation",
-            "Tests server-initiated elicitation (user input request)",
-            object_schema(&[("message", "string", "The message to show the user")]),
-        ),
-        tool("test_elicitation_sep1034_defaults", "Tests elicitation with default values per SEP-1034", no_args()),
-        tool(
-            "test_elicitation_sep1330_enums",
-            "Tests elicitation with enum schema improvements per SEP-1330",
-            no_args(),
-        ),
-        tool(
-            "json_schema_2020_12_tool",
-            "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
-            JSON_SCHEMA_2020_12.clone(),
-        ),
-        tool("echo", "Echoes back the input text", object_schema(&[("text", "string", "The text to echo")])),
-        tool(
-            "add",
-            "Adds two numbers",
-            object_schema(&[("a", "number", "The first number"), ("b", "number", "The second number")]),
-        ),
-    ]});
-    if let Some(list) = tools["tools"].as_array_mut() {
-        list.extend(inputs::tool_entries());
-        list.extend(tasks::tool_entries());
-    }
-    tools
-});
-
-fn tool(name: &str, description: &str, input_schema: Value) -> Value {
-    json!({ "name": name, "description": description, "inputSchema": input_schema })
 }
 
 /// An object schema whose properties `(name, type, description)` are all required.
@@ -958,77 +748,6 @@ static ELICITATION_ENUMS_SCHEMA: LazyLock<Value> = LazyLock::new(|| {
     })
 });
 
-/// The `resources/list` result (the template is listed by `resources/templates/list`).
-static RESOURCES: LazyLock<Value> = LazyLock::new(|| {
-    json!({ "resources": [
-        {
-            "uri": STATIC_TEXT_URI,
-            "name": "static-text",
-            "title": "Static Text Resource",
-            "description": "A static text resource for testing",
-            "mimeType": "text/plain",
-        },
-        {
-            "uri": STATIC_BINARY_URI,
-            "name": "static-binary",
-            "title": "Static Binary Resource",
-            "description": "A static binary resource (image) for testing",
-            "mimeType": "image/png",
-        },
-        {
-            "uri": WATCHED_URI,
-            "name": "watched-resource",
-            "title": "Watched Resource",
-            "description": "A resource that auto-updates every 3 seconds",
-            "mimeType": "text/plain",
-        },
-    ]})
-});
-
-/// The `resources/templates/list` result.
-static RESOURCE_TEMPLATES: LazyLock<Value> = LazyLock::new(|| {
-    json!({ "resourceTemplates": [{
-        "uriTemplate": TEMPLATE_URI,
-        "name": "template",
-        "title": "Resource Template",
-        "description": "A resource template with parameter substitution",
-        "mimeType": "application/json",
-    }]})
-});
-
-/// The `prompts/list` result.
-static PROMPTS: LazyLock<Value> = LazyLock::new(|| {
-    let required = |name: &str, description: &str| json!({ "name": name, "description": description, "required": true });
-    json!({ "prompts": [
-        {
-            "name": "test_simple_prompt",
-            "title": "Simple Test Prompt",
-            "description": "A simple prompt without arguments",
-        },
-        {
-            "name": "test_prompt_with_arguments",
-            "title": "Prompt With Arguments",
-            "description": "A prompt with required arguments",
-            "arguments": [
-                required("arg1", "First test argument"),
-                required("arg2", "Second test argument"),
-            ],
-        },
-        {
-            "name": "test_prompt_with_embedded_resource",
-            "title": "Prompt With Embedded Resource",
-            "description": "A prompt that includes an embedded resource",
-            "arguments": [required("resourceUri", "URI of the resource to embed")],
-        },
-        {
-            "name": "test_prompt_with_image",
-            "title": "Prompt With Image",
-            "description": "A prompt that includes image content",
-        },
-        inputs::prompt_entry(),
-    ]})
-});
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1087,7 +806,21 @@ mod tests {
         .0;
         assert!(unknown.is_err(), "not there yet: {unknown:?}");
 
-        server.shared.dynamic.store(true, Ordering::Release);
+        // What `notifications/initialized` starts, without the 2 s wait.
+        let (cx, mut rx) = RequestContext::detached(Id::Number(1), None, 8);
+        add_dynamic_items_now(server.0.session(cx.peer().clone())).await;
+        let mut announced = Vec::new();
+        while let Ok(StreamEvent::Message(Message::Notification(n))) = rx.try_recv() {
+            announced.push(n.method);
+        }
+        assert_eq!(
+            announced,
+            [
+                "notifications/tools/list_changed",
+                "notifications/resources/list_changed",
+                "notifications/prompts/list_changed",
+            ]
+        );
         for (method, key, name) in [
             ("tools/list", "tools", DYNAMIC_TOOL),
             ("prompts/list", "prompts", DYNAMIC_PROMPT),
@@ -1200,11 +933,29 @@ mod tests {
                 "json_schema_2020_12_tool",
                 "echo",
                 "add",
+                "test_missing_capability",
+                "test_input_required_result_elicitation",
+                "test_input_required_result_sampling",
+                "test_input_required_result_list_roots",
+                "test_input_required_result_request_state",
+                "test_input_required_result_multiple_inputs",
+                "test_input_required_result_multi_round",
+                "test_input_required_result_tampered_state",
+                "test_input_required_result_capabilities",
+                "test_streaming_elicitation",
+                "test_logging_tool",
+                "test_trigger_tool_change",
+                "test_trigger_prompt_change",
+                "test_trigger_resource_change",
+                "test_routing_header",
+                "greet",
+                "slow_compute",
+                "failing_job",
+                "protocol_error_job",
+                "confirm_delete",
+                "multi_input",
+                "test_tool_with_task",
             ]
-            .into_iter()
-            .chain(inputs::TOOLS)
-            .chain(tasks::TOOLS)
-            .collect::<Vec<_>>()
         );
         for tool in tools {
             assert!(tool["description"].is_string(), "{tool}");
@@ -1302,15 +1053,7 @@ mod tests {
         for (method, params) in [
             ("tools/call", json!({})),
             ("tools/call", json!("echo")),
-            (
-                "tools/call",
-                json!({ "name": "echo", "arguments": { "text": 5 } }),
-            ),
-            (
-                "tools/call",
-                json!({ "name": "add", "arguments": { "a": "2", "b": 3 } }),
-            ),
-            ("tools/call", json!({ "name": "test_sampling" })),
+            ("tools/call", json!({ "name": "nope" })),
             ("resources/read", json!({})),
             ("resources/read", json!({ "uri": "test://nowhere" })),
             (
@@ -1335,6 +1078,25 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.data, Some(json!({ "uri": "test://nowhere" })));
+    }
+
+    #[tokio::test]
+    async fn invalid_tool_arguments_are_tool_errors() {
+        // 2025-11-25 (SEP-1303): the model sees what was wrong.
+        for (name, arguments) in [
+            ("echo", json!({ "text": 5 })),
+            ("add", json!({ "a": "2", "b": 3 })),
+            ("test_sampling", json!({})),
+            ("test_routing_header", json!({})),
+        ] {
+            let result = call_tool(name, arguments).await.unwrap();
+            assert_eq!(result["isError"], true, "{name}: {result}");
+            let text = first_text(&result);
+            assert!(
+                text.starts_with(&format!("Invalid arguments for tool {name}: ")),
+                "{text}"
+            );
+        }
     }
 
     #[tokio::test]

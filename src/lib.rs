@@ -77,6 +77,7 @@ pub mod origin;
 pub mod principal;
 pub mod protocol;
 pub mod routing_headers;
+pub mod server;
 pub mod service;
 pub mod session;
 pub mod sse;
@@ -89,6 +90,7 @@ pub mod tasks;
 pub use crate::error::{TransportError, TransportErrorKind};
 pub use crate::principal::Principal;
 pub use crate::protocol::ProtocolVersion;
+pub use crate::server::McpServer;
 pub use crate::service::{
     MakeMcpService, McpService, NotificationContext, Peer, RequestContext, SendError,
     SessionContext,

@@ -3,73 +3,113 @@
 //! asks with [`RequestContext::ask`], which is a server→client request in 2025 revisions and an
 //! `input_required` round in 2026-07-28.
 
-use super::{text, tool, tool_result, user_message};
+use super::Answer;
 use crate::input::InputRequest;
 use crate::jsonrpc::ErrorObject;
+use crate::server::{
+    Content, GetPromptResult, McpServerBuilder, NoArgs, Prompt, PromptMessage, ServerContext, Tool,
+};
 use crate::service::RequestContext;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Tool names answered by [`call`].
-pub(super) const TOOLS: [&str; 15] = [
-    "test_missing_capability",
-    "test_input_required_result_elicitation",
-    "test_input_required_result_sampling",
-    "test_input_required_result_list_roots",
-    "test_input_required_result_request_state",
-    "test_input_required_result_multiple_inputs",
-    "test_input_required_result_multi_round",
-    "test_input_required_result_tampered_state",
-    "test_input_required_result_capabilities",
-    "test_streaming_elicitation",
-    "test_logging_tool",
-    "test_trigger_tool_change",
-    "test_trigger_prompt_change",
-    "test_trigger_resource_change",
-    "test_routing_header",
+/// The tools taking no arguments, answered by [`call`], with their descriptions.
+const TOOLS: [(&str, &str); 14] = [
+    (
+        "test_missing_capability",
+        "Needs the client's sampling capability",
+    ),
+    (
+        "test_input_required_result_elicitation",
+        "Asks the client for a name (elicitation)",
+    ),
+    (
+        "test_input_required_result_sampling",
+        "Asks the client's LLM a question (sampling)",
+    ),
+    (
+        "test_input_required_result_list_roots",
+        "Asks the client for its roots",
+    ),
+    (
+        "test_input_required_result_request_state",
+        "Asks for a confirmation; state round trip",
+    ),
+    (
+        "test_input_required_result_multiple_inputs",
+        "Asks for three inputs at once",
+    ),
+    (
+        "test_input_required_result_multi_round",
+        "Asks twice, one round after the other",
+    ),
+    (
+        "test_input_required_result_tampered_state",
+        "Asks for a confirmation; sealed state",
+    ),
+    (
+        "test_input_required_result_capabilities",
+        "Asks only for what the client declared",
+    ),
+    (
+        "test_streaming_elicitation",
+        "Streams progress before its result, never a request",
+    ),
+    (
+        "test_logging_tool",
+        "Logs at info level (sent only when the client asked for logs)",
+    ),
+    ("test_trigger_tool_change", "Announces a tools/list_changed"),
+    (
+        "test_trigger_prompt_change",
+        "Announces a prompts/list_changed",
+    ),
+    (
+        "test_trigger_resource_change",
+        "Announces a resources/list_changed",
+    ),
 ];
 
-/// The prompt answered by [`get_prompt`].
-pub(super) const PROMPT: &str = "test_input_required_result_prompt";
+/// The prompt that asks for input.
+const PROMPT: &str = "test_input_required_result_prompt";
 
-/// Their `tools/list` entries.
-pub(super) fn tool_entries() -> Vec<Value> {
-    let no_args = || json!({ "type": "object", "properties": {} });
-    let mut tools: Vec<Value> = TOOLS[..TOOLS.len() - 1]
-        .iter()
-        .map(|name| tool(name, description(name), no_args()))
-        .collect();
-    tools.push(tool(
-        "test_routing_header",
-        "Echoes its region argument, which 2026-07-28 clients also send as the Mcp-Param-Region header",
-        json!({
-            "type": "object",
-            "properties": {
-                "region": { "type": "string", "description": "A region name", "x-mcp-header": "Region" },
-            },
-            "required": ["region"],
-        }),
-    ));
-    tools
+#[derive(Deserialize)]
+struct RegionArgs {
+    region: String,
 }
 
-fn description(name: &str) -> &'static str {
-    match name {
-        "test_missing_capability" => "Needs the client's sampling capability",
-        "test_input_required_result_elicitation" => "Asks the client for a name (elicitation)",
-        "test_input_required_result_sampling" => "Asks the client's LLM a question (sampling)",
-        "test_input_required_result_list_roots" => "Asks the client for its roots",
-        "test_input_required_result_request_state" => "Asks for a confirmation; state round trip",
-        "test_input_required_result_multiple_inputs" => "Asks for three inputs at once",
-        "test_input_required_result_multi_round" => "Asks twice, one round after the other",
-        "test_input_required_result_tampered_state" => "Asks for a confirmation; sealed state",
-        "test_input_required_result_capabilities" => "Asks only for what the client declared",
-        "test_streaming_elicitation" => "Streams progress before its result, never a request",
-        "test_logging_tool" => "Logs at info level (sent only when the client asked for logs)",
-        "test_trigger_tool_change" => "Announces a tools/list_changed",
-        "test_trigger_prompt_change" => "Announces a prompts/list_changed",
-        "test_trigger_resource_change" => "Announces a resources/list_changed",
-        _ => "",
+fn reply(text: String) -> Answer {
+    super::reply(text)
+}
+
+/// Registers the tools and the prompt.
+pub(super) fn register(mut builder: McpServerBuilder) -> McpServerBuilder {
+    for (name, description) in TOOLS {
+        builder = builder.tool(
+            Tool::new(name, description),
+            move |_: NoArgs, cx: ServerContext| async move { call(name, &cx).await },
+        );
     }
+    let region = json!({
+        "type": "object",
+        "properties": {
+            "region": { "type": "string", "description": "A region name", "x-mcp-header": "Region" },
+        },
+        "required": ["region"],
+    });
+    builder
+        .tool(
+            Tool::new(
+                "test_routing_header",
+                "Echoes its region argument, which 2026-07-28 clients also send as the Mcp-Param-Region header",
+            )
+            .input_schema(region),
+            |RegionArgs { region }, _| async move { reply(format!("Region: {region}")) },
+        )
+        .prompt(
+            Prompt::new(PROMPT, "A prompt that asks the client for context first (input required)"),
+            |_: NoArgs, cx: ServerContext| async move { get_prompt(&cx).await },
+        )
 }
 
 fn elicit(message: &str, field: &str, kind: &str) -> InputRequest {
@@ -111,12 +151,7 @@ fn roots(answer: &Value) -> usize {
 }
 
 /// Answers one of [`TOOLS`].
-pub(super) async fn call(
-    name: &str,
-    arguments: &Value,
-    cx: &RequestContext,
-) -> Result<Value, ErrorObject> {
-    let reply = |s: String| Ok(tool_result([text(s)]));
+async fn call(name: &str, cx: &RequestContext) -> Answer {
     match name {
         "test_missing_capability" => {
             cx.ask("sample", sample("Say anything", 10)).await?;
@@ -246,17 +281,6 @@ pub(super) async fn call(
             let _ = cx.peer().standalone().notify(&method, None).await;
             reply("Mutation triggered".into())
         }
-        "test_routing_header" => {
-            let region = arguments
-                .get("region")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    ErrorObject::invalid_params(
-                        "Invalid arguments for tool test_routing_header: region is required",
-                    )
-                })?;
-            reply(format!("Region: {region}"))
-        }
         other => Err(ErrorObject::invalid_params(format!(
             "Unknown tool: {other}"
         ))),
@@ -264,23 +288,16 @@ pub(super) async fn call(
 }
 
 /// Answers [`PROMPT`].
-pub(super) async fn get_prompt(cx: &RequestContext) -> Result<Value, ErrorObject> {
+async fn get_prompt(cx: &RequestContext) -> Result<GetPromptResult, ErrorObject> {
     let answer = cx
         .ask(
             "user_context",
             elicit("What context should the prompt use?", "context", "string"),
         )
         .await?;
-    Ok(json!({
-        "description": "A prompt that asks the client for context first",
-        "messages": [user_message(text(format!("Prompt with context: {}", answered(&answer, "context"))))],
-    }))
-}
-
-/// The prompt's `prompts/list` entry.
-pub(super) fn prompt_entry() -> Value {
-    json!({
-        "name": PROMPT,
-        "description": "A prompt that asks the client for context first (input required)",
-    })
+    let text = format!("Prompt with context: {}", answered(&answer, "context"));
+    Ok(GetPromptResult::new(
+        "A prompt that asks the client for context first",
+        [PromptMessage::user(Content::text(text))],
+    ))
 }
