@@ -14,7 +14,49 @@
 //! [`ParsedBody`] is the contract: the layers that need the payload (sessions, scopes, routing
 //! headers, the 2026-07-28 `_meta` checks, the legacy transport, the endpoint) take only
 //! `Request<ParsedBody>`, so composing one of them without this layer in front is a compile
-//! error, never a silent pass.
+//! error, never a silent pass. A scope check outside the body layer, which could not see which
+//! tool is called, does not build:
+//!
+//! ```compile_fail
+//! use mcp_tower_http::auth::{ScopeLayer, ScopePolicy};
+//! use mcp_tower_http::jsonrpc_body::{JsonRpcBodyLayer, ParsedBody};
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # async fn wrong_order() {
+//! let service = ServiceBuilder::new()
+//!     .layer(ScopeLayer::new(ScopePolicy::new().tool("delete_file", ["files:write"])))
+//!     .layer(JsonRpcBodyLayer::new())
+//!     .service_fn(|_req: Request<ParsedBody>| async { Ok::<_, Infallible>(Response::new(())) });
+//! // error: `Scope<JsonRpcBody<…>>` is not a `Service<Request<Full<Bytes>>>`
+//! let _ = service.oneshot(Request::new(Full::<Bytes>::default())).await;
+//! # }
+//! ```
+//!
+//! Nor does an endpoint without it:
+//!
+//! ```compile_fail
+//! use mcp_tower_http::endpoint::McpEndpoint;
+//! use mcp_tower_http::everything::EverythingServer;
+//! use mcp_tower_http::session::SessionLayer;
+//! use mcp_tower_http::sse::SseLayer;
+//! use mcp_tower_http::SessionContext;
+//! use bytes::Bytes;
+//! use http::Request;
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # async fn no_body_layer() {
+//! let service = ServiceBuilder::new()
+//!     .layer(SessionLayer::new())
+//!     .layer(SseLayer::new())
+//!     .service(McpEndpoint::new(|_: &SessionContext<'_>| EverythingServer::new()));
+//! let _ = service.oneshot(Request::new(Full::<Bytes>::default())).await;
+//! # }
+//! ```
 //!
 //! [`RequestBodyLimitLayer`]: tower_http::limit::RequestBodyLimitLayer
 //!
