@@ -20,11 +20,18 @@
 //!   [`Peer::request`]; the client's answer (or the error) goes back to rmcp under its id.
 //!
 //! The authenticated [`Principal`](crate::Principal), if an auth layer found one, is in the
-//! extensions of every request rmcp sees (`context.extensions.get::<Principal>()`).
+//! extensions of every request rmcp sees: take it in a `#[tool]` as
+//! `Extension(principal): Extension<Principal>`.
 //!
 //! A handler that panics answers `-32603`; when the rmcp service has ended, waiting and later
 //! requests fail with `-32603` and the session ends (the client gets 404 and re-initializes).
-//! [`McpService::close`] (the session's end) stops the rmcp service.
+//! [`McpService::close`] (the session's end) cancels the rmcp service (its handlers'
+//! cancellation tokens fire; rmcp waits up to 2 s for handlers that ignore them).
+//!
+//! Limits: rmcp's requests and log messages carry no link to the client request that caused
+//! them, so with several calls running at once they go to the newest call's stream (progress is
+//! exact: it names its token). A request whose params do not fit the method's shape is taken by
+//! rmcp for a custom method and answered `-32601`.
 //!
 //! # Protocol revisions
 //!
@@ -32,8 +39,12 @@
 //! 2025-06-18 or 2025-03-26 client is answered with that revision), as the transport does.
 //! rmcp (3.x) also speaks 2026-07-28: a sessionless request reaches a fresh rmcp service with
 //! its `_meta` intact, and rmcp answers `server/discover` itself (the endpoint serves that
-//! answer). In 2026-07-28 rmcp refuses server→client requests (`create_message` fails in the
-//! handler); a tool that needs input there returns rmcp's own `InputRequiredResult`.
+//! answer, stamped). In 2026-07-28 rmcp refuses server→client requests (`peer.elicit` fails in
+//! the handler with an error the tool returns). A tool's own `InputRequiredResult` passes
+//! through and the client's retry reaches rmcp with its `inputResponses`, but a `requestState`
+//! rmcp sets is refused on that retry (`-32602`: the endpoint opens `requestState` with its own
+//! key). So asking the user for input works in 2025 sessions, and in 2026-07-28 only for tools
+//! that do not rely on `requestState`.
 //!
 //! The rmcp version must be the one this crate depends on (3.x), so the `ServerHandler` you
 //! implement is the trait this adapter serves.
@@ -77,10 +88,28 @@
 //!     }
 //! }
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
 //! let service = McpStack::new(RmcpService::new(Greeter::new))
 //!     .endpoint_path("/mcp")
 //!     .into_service();
-//! # let _ = service;
+//!
+//! // Serve it with hyper or axum like any tower service; here one request, in process.
+//! use http_body_util::{BodyExt, Full};
+//! use tower::ServiceExt;
+//! let initialize = http::Request::post("/mcp")
+//!     .header("content-type", "application/json")
+//!     .header("accept", "application/json, text/event-stream")
+//!     .body(Full::new(bytes::Bytes::from_static(
+//!         br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"doc","version":"0"}}}"#,
+//!     )))
+//!     .unwrap();
+//! let response = service.oneshot(initialize).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! assert!(response.headers().contains_key("mcp-session-id"));
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert!(String::from_utf8_lossy(&body).contains(r#""protocolVersion":"2025-11-25""#));
+//! # }
 //! ```
 
 use crate::input::InputRequest;
@@ -191,15 +220,17 @@ impl Shared {
         }
     }
 
-    /// rmcp is gone (or the session ended): fail every waiter, refuse what comes next.
-    fn end(&self) {
+    /// rmcp is gone (or the session ended): fail every waiter, refuse what comes next. `false`
+    /// if it had already ended.
+    fn end(&self) -> bool {
         if self.ended.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         lock(&self.inbound).take();
         for (_, waiter) in lock(&self.pending).drain() {
             let _ = waiter.send(Err(ended()));
         }
+        true
     }
 
     /// Where a notification of rmcp goes.
@@ -239,6 +270,8 @@ fn from_rmcp(message: &ServerJsonRpcMessage) -> Option<Message> {
 pub struct RmcpServer {
     shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// Sent (or dropped) to cancel the rmcp service.
+    stop: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl fmt::Debug for RmcpServer {
@@ -268,20 +301,42 @@ impl RmcpServer {
             rx: in_rx,
             tx: out_tx,
         };
-        let driver = tokio::spawn(async move {
-            match serve_server(Guarded(server), transport).await {
-                Ok(running) => {
-                    let _ = running.waiting().await;
-                }
-                Err(e) => tracing::debug!(error = %e, "rmcp service did not start"),
-            }
-        });
+        let (stop_tx, stop) = oneshot::channel();
+        let driver = tokio::spawn(drive(Guarded(server), transport, stop));
         tokio::spawn(relay(out_rx, Arc::downgrade(&shared)));
         Self {
             shared,
             driver: Mutex::new(Some(driver)),
+            stop: Mutex::new(Some(stop_tx)),
         }
     }
+}
+
+/// Runs the rmcp service until it ends by itself or `stop` fires; then cancels it (its handlers'
+/// cancellation tokens fire) and waits for it to wind down.
+async fn drive<S: Service<RoleServer>>(
+    server: S,
+    transport: Channels,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let running = tokio::select! {
+        started = serve_server(server, transport) => match started {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::debug!(error = %e, "the rmcp service did not start");
+                return;
+            }
+        },
+        _ = &mut stop => return,
+    };
+    let cancel = running.cancellation_token();
+    let waiting = running.waiting();
+    tokio::pin!(waiting);
+    tokio::select! {
+        _ = &mut waiting => return,
+        _ = &mut stop => cancel.cancel(),
+    }
+    let _ = waiting.await;
 }
 
 impl Drop for RmcpServer {
@@ -393,20 +448,27 @@ impl McpService for RmcpServer {
     }
 
     async fn close(&self) {
-        // Closing rmcp's input ends its service loop.
-        self.shared.end();
+        // Refuse new requests and fail waiting ones now; rmcp's input stays open until it has
+        // been cancelled (closing it first would make rmcp wait longer for its handlers).
+        self.shared.ended.store(true, Ordering::Release);
+        for (_, waiter) in lock(&self.shared.pending).drain() {
+            let _ = waiter.send(Err(ended()));
+        }
         lock(&self.shared.standalone).take();
         lock(&self.shared.running).clear();
-        let Some(mut driver) = lock(&self.driver).take() else {
-            return;
-        };
-        if tokio::time::timeout(CLOSE_GRACE, &mut driver)
-            .await
-            .is_err()
+        if let Some(stop) = lock(&self.stop).take() {
+            let _ = stop.send(());
+        }
+        let driver = lock(&self.driver).take();
+        if let Some(mut driver) = driver
+            && tokio::time::timeout(CLOSE_GRACE, &mut driver)
+                .await
+                .is_err()
         {
-            tracing::debug!("rmcp service did not stop in time; aborting it");
+            tracing::debug!("the rmcp service did not stop in time; aborting it");
             driver.abort();
         }
+        lock(&self.shared.inbound).take();
     }
 }
 
@@ -421,11 +483,13 @@ async fn relay(mut rx: mpsc::Receiver<ServerJsonRpcMessage>, shared: Weak<Shared
             None => tracing::warn!("dropped a message of the rmcp service that is not JSON-RPC"),
         }
     }
-    if let Some(shared) = shared.upgrade() {
-        shared.end();
-        if let Some(closer) = &shared.closer {
-            closer.close();
-        }
+    // rmcp stopped by itself (not through `close`): end the session, so the client re-initializes.
+    if let Some(shared) = shared.upgrade()
+        && shared.end()
+        && let Some(closer) = &shared.closer
+    {
+        tracing::warn!("the rmcp service has stopped; ending its session");
+        closer.close();
     }
 }
 
@@ -446,6 +510,10 @@ async fn deliver(shared: &Arc<Shared>, message: Message) {
                 let _ = waiter.send(Err(error.error));
             }
         }
+        // It names a request of rmcp's by rmcp's id, which the client never saw (the client
+        // knows the relayed request by the transport's id), and the relay gives up on its
+        // requests only when the request it served ends.
+        Message::Notification(n) if n.method == "notifications/cancelled" => {}
         Message::Notification(notification) => {
             let Some(peer) = shared.route(&notification) else {
                 tracing::debug!(method = %notification.method, "no client stream for an rmcp notification");
@@ -462,19 +530,16 @@ async fn deliver(shared: &Arc<Shared>, message: Message) {
             tokio::spawn(async move {
                 let answer = ask_client(asker, standalone, &request).await;
                 let reply = match answer {
-                    Ok(result) => Message::result(request.id, result),
-                    Err(error) => Message::error(Some(request.id), error),
+                    Ok(result) => Message::result(request.id.clone(), result),
+                    Err(error) => Message::error(Some(request.id.clone()), error),
                 };
-                let Some(shared) = shared.upgrade() else {
-                    return;
-                };
-                match to_rmcp(&reply) {
-                    Ok(reply) => {
-                        let _ = shared.send(reply).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e.message, "rmcp cannot read the client's answer")
-                    }
+                // An answer rmcp cannot read still ends its wait, as an error.
+                let reply = to_rmcp(&reply).or_else(|e| {
+                    tracing::warn!(error = %e.message, "rmcp cannot read the client's answer");
+                    to_rmcp(&Message::error(Some(request.id), e))
+                });
+                if let (Some(shared), Ok(reply)) = (shared.upgrade(), reply) {
+                    let _ = shared.send(reply).await;
                 }
             });
         }
@@ -590,5 +655,115 @@ impl<S: Service<RoleServer>> Service<RoleServer> for Guarded<S> {
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         self.0.supported_protocol_versions()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::rmcp::ServerHandler;
+    use ::rmcp::model::{CallToolRequestParams, CallToolResponse, ServerCapabilities};
+
+    /// A server whose tool never answers.
+    struct Stuck;
+
+    impl ServerHandler for Stuck {
+        fn get_info(&self) -> ServerConfig {
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        }
+
+        async fn call_tool(
+            &self,
+            _request: CallToolRequestParams,
+            _context: RmcpRequestContext<RoleServer>,
+        ) -> Result<CallToolResponse, ErrorData> {
+            std::future::pending().await
+        }
+    }
+
+    fn request(id: i64, method: &str, params: Value) -> (Request, RequestContext) {
+        let (cx, _stream) = RequestContext::detached(Id::Number(id), None, 16);
+        let request = Request {
+            id: Id::Number(id),
+            method: method.into(),
+            params: Some(params),
+        };
+        (request, cx)
+    }
+
+    async fn started() -> Arc<RmcpServer> {
+        let server = Arc::new(RmcpServer::start(Stuck, None));
+        let (init, cx) = request(
+            1,
+            "initialize",
+            json!({ "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": { "name": "unit", "version": "0" } }),
+        );
+        let result = server.handle_request(init, cx).await.unwrap();
+        assert_eq!(result["protocolVersion"], "2025-11-25");
+        server
+    }
+
+    async fn bounded<F: Future>(future: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .expect("no answer within 10 s")
+    }
+
+    /// When rmcp dies, a request it was working on fails at once instead of hanging, and so
+    /// does every later one.
+    #[tokio::test]
+    async fn a_dead_service_answers_errors() {
+        let server = started().await;
+        let (call, cx) = request(2, "tools/call", json!({ "name": "wait", "arguments": {} }));
+        let waiting = tokio::spawn({
+            let server = server.clone();
+            async move { server.handle_request(call, cx).await }
+        });
+        // Let the call reach rmcp, then kill rmcp's service loop.
+        while lock(&server.shared.pending).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let driver = lock(&server.driver).take().unwrap();
+        driver.abort();
+        let error = bounded(waiting).await.unwrap().unwrap_err();
+        assert_eq!(error.code, ErrorCode::INTERNAL_ERROR);
+        let (ping, cx) = request(3, "ping", json!({}));
+        let error = bounded(server.handle_request(ping, cx)).await.unwrap_err();
+        assert_eq!(error.code, ErrorCode::INTERNAL_ERROR);
+    }
+
+    /// `close` stops rmcp (its loop ends, nothing is left running) and fails a waiting call.
+    #[tokio::test]
+    async fn close_stops_the_service() {
+        let server = started().await;
+        let (call, cx) = request(2, "tools/call", json!({ "name": "wait", "arguments": {} }));
+        let waiting = tokio::spawn({
+            let server = server.clone();
+            async move { server.handle_request(call, cx).await }
+        });
+        while lock(&server.shared.pending).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        bounded(server.close()).await;
+        assert!(lock(&server.driver).is_none());
+        assert!(bounded(waiting).await.unwrap().is_err());
+        let (ping, cx) = request(3, "ping", json!({}));
+        assert!(server.handle_request(ping, cx).await.is_err());
+    }
+
+    /// A request rmcp cannot read as what its method names is an error answer (rmcp takes it
+    /// for a custom method: `-32601`), and rmcp goes on serving.
+    #[tokio::test]
+    async fn unreadable_params_are_an_error() {
+        let server = started().await;
+        let (call, cx) = request(2, "tools/call", json!({ "name": 7 }));
+        let error = bounded(server.handle_request(call, cx)).await.unwrap_err();
+        assert_eq!(error.code, ErrorCode::METHOD_NOT_FOUND);
+        let (ping, cx) = request(3, "ping", json!({}));
+        assert_eq!(
+            bounded(server.handle_request(ping, cx)).await.unwrap(),
+            json!({})
+        );
     }
 }

@@ -13,9 +13,16 @@ use common::{
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use mcp_tower_http::McpStack;
+use mcp_tower_http::Principal;
+use mcp_tower_http::auth::ApiKeys;
 use mcp_tower_http::rmcp::RmcpService;
+use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -66,6 +73,33 @@ impl Tools {
             )])),
             Err(e) => Err(ErrorData::internal_error(e.to_string(), None)),
         }
+    }
+
+    /// Reports progress under the client's token (to the call's own stream), then answers.
+    #[tool(description = "Count to two, reporting progress")]
+    async fn count(&self, context: RequestContext<RoleServer>) -> String {
+        if let Some(token) = context.meta.get_progress_token() {
+            for i in 1..=2 {
+                let progress = ProgressNotificationParam::new(token.clone(), f64::from(i));
+                let _ = context.peer.notify_progress(progress.with_total(2.0)).await;
+            }
+        }
+        "counted".into()
+    }
+
+    /// A notification unrelated to the call: it goes to the session's standalone GET stream.
+    #[tool(description = "Announce that the tool list changed")]
+    async fn announce(&self, peer: Peer<RoleServer>) -> String {
+        match peer.notify_tool_list_changed().await {
+            Ok(()) => "announced".into(),
+            Err(e) => format!("failed: {e}"),
+        }
+    }
+
+    /// The principal the stack's auth layer found, from rmcp's request extensions.
+    #[tool(description = "Who is calling")]
+    fn whoami(&self, Extension(principal): Extension<Principal>) -> String {
+        principal.subject.to_string()
     }
 
     #[tool(description = "Panics")]
@@ -140,7 +174,11 @@ async fn lists_and_calls_tools_over_http() {
         .filter_map(|t| t["name"].as_str())
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["add", "explode", "greet"], "{body}");
+    assert_eq!(
+        names,
+        ["add", "announce", "count", "explode", "greet", "whoami"],
+        "{body}"
+    );
     let add = list["result"]["tools"]
         .as_array()
         .and_then(|tools| tools.iter().find(|t| t["name"] == "add"))
@@ -231,6 +269,103 @@ async fn server_to_client_request_is_answered_over_the_stream() {
     assert_eq!(tool_text(&result), "Hello, Ada!", "{text}");
 }
 
+/// rmcp's progress goes to the stream of the call that owns the token, before its answer; a
+/// notification unrelated to any call goes to the standalone GET stream.
+#[tokio::test]
+async fn notifications_reach_the_right_stream() {
+    let server = spawn_rmcp().await;
+    let session = initialize(&server.url, "2025-11-25").await;
+    let headers = session_headers(Some(&session), "2025-11-25");
+    let call = request_body(
+        4,
+        "tools/call",
+        json!({ "name": "count", "arguments": {}, "_meta": { "progressToken": "tok" } }),
+    );
+    let (status, _, body) = post(&server.url, &headers, &call).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let messages = sse_messages(&body);
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 2, "{body}");
+    assert_eq!(progress[0]["params"]["progressToken"], "tok");
+    assert_eq!(progress[1]["params"]["progress"], 2.0);
+    assert_eq!(messages.last().map(tool_text), Some("counted"), "{body}");
+
+    let get_headers = [
+        common::ACCEPT_SSE,
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let stream = common::open(Method::GET, &server.url, &get_headers, "").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut stream = stream.into_body();
+    let (_, h, body) = post(
+        &server.url,
+        &headers,
+        &request_body(
+            5,
+            "tools/call",
+            json!({ "name": "announce", "arguments": {} }),
+        ),
+    )
+    .await;
+    assert_eq!(tool_text(&one_message(&h, &body)), "announced", "{body}");
+    let mut text = String::new();
+    loop {
+        let frame = common::next_frame(&mut stream, common::TIMEOUT)
+            .await
+            .expect("standalone stream ended");
+        text.push_str(&String::from_utf8_lossy(&frame));
+        if sse_messages(&text)
+            .iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed")
+        {
+            break;
+        }
+    }
+}
+
+/// The stack's auth guards the rmcp server, and the principal reaches its tools.
+#[tokio::test]
+async fn the_principal_reaches_rmcp_tools() {
+    let service = McpStack::new(RmcpService::new(Tools::new))
+        .endpoint_path("/mcp")
+        .authenticate(ApiKeys::new().key_with_subject("sekrit", "alice"))
+        .into_service();
+    let server = serve(service).await;
+    let (status, _, _) = post(
+        &server.url,
+        &[ACCEPT_BOTH, JSON],
+        &common::initialize_body(1, "2025-11-25"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let key = ("x-api-key", "sekrit");
+    let (status, h, body) = post(
+        &server.url,
+        &[ACCEPT_BOTH, JSON, key],
+        &common::initialize_body(1, "2025-11-25"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = common::header(&h, "mcp-session-id").to_owned();
+    let mut headers = session_headers(Some(&session), "2025-11-25");
+    headers.push(key);
+    let (_, h, body) = post(
+        &server.url,
+        &headers,
+        &request_body(
+            2,
+            "tools/call",
+            json!({ "name": "whoami", "arguments": {} }),
+        ),
+    )
+    .await;
+    assert_eq!(tool_text(&one_message(&h, &body)), "alice", "{body}");
+}
+
 /// A client without the elicitation capability gets the tool's error, not a hang.
 #[tokio::test]
 async fn elicitation_without_the_capability_fails_fast() {
@@ -252,8 +387,11 @@ async fn elicitation_without_the_capability_fails_fast() {
     .await;
     let answer = one_message(&h, &body);
     assert_eq!(answer["id"], 2, "{body}");
+    // rmcp checks the capability the session's `initialize` declared.
     assert!(
-        answer["error"].is_object() || answer["result"]["isError"] == true,
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("elicitation")),
         "{body}"
     );
 }
@@ -332,6 +470,15 @@ async fn sessionless_2026_requests_reach_rmcp() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let discover = one_message(&h, &body);
+    // rmcp's own discover answer, stamped by the endpoint.
+    assert_eq!(
+        discover["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "rmcp-tools",
+        "{body}"
+    );
+    assert_eq!(
+        discover["result"]["instructions"], "Call `add` or `greet`.",
+        "{body}"
+    );
     assert!(
         discover["result"]["capabilities"]["tools"].is_object(),
         "{body}"
@@ -423,7 +570,7 @@ async fn run_official_client(label: &str, mut cmd: Command, transport: &str) {
     );
     assert!(output.status.success(), "client failed\n{report}");
     for expected in [
-        "tools: add,explode,greet",
+        "tools: add,announce,count,explode,greet,whoami",
         "add -> 5",
         "elicited: What is your name?",
         "greet -> Hello, Interop!",
