@@ -37,14 +37,18 @@
 //!
 //! rmcp negotiates the revision of a 2025 session itself (`initialize` from a 2025-11-25,
 //! 2025-06-18 or 2025-03-26 client is answered with that revision), as the transport does.
-//! rmcp (3.x) also speaks 2026-07-28: a sessionless request reaches a fresh rmcp service with
-//! its `_meta` intact, and rmcp answers `server/discover` itself (the endpoint serves that
-//! answer, stamped). In 2026-07-28 rmcp refuses server→client requests (`peer.elicit` fails in
-//! the handler with an error the tool returns). A tool's own `InputRequiredResult` passes
-//! through and the client's retry reaches rmcp with its `inputResponses`, but a `requestState`
-//! rmcp sets is refused on that retry (`-32602`: the endpoint opens `requestState` with its own
-//! key). So asking the user for input works in 2025 sessions, and in 2026-07-28 only for tools
-//! that do not rely on `requestState`.
+//!
+//! A 2026-07-28 request (no session) gets a fresh rmcp service, served as the stdio bridge
+//! serves a 2025 server: the adapter initializes it at 2025-11-25 with the capabilities and
+//! client info of the request's `_meta`, and forwards the request without the 2026-07-28
+//! `_meta` keys. rmcp speaks 2026-07-28 too, but there it refuses server→client requests; served
+//! this way, a tool's `peer.elicit` (or sampling, or roots) ends the round with an
+//! `input_required` result through [`RequestContext::ask`](crate::RequestContext::ask), and the
+//! client's retry runs the tool again on a fresh service, whose same question (same rmcp request
+//! id, the `inputRequests` key) now gets the client's answer. The endpoint builds
+//! `server/discover` from rmcp's `initialize` answer (capabilities, server info, instructions).
+//! A tool that asks must ask the same questions in the same order on the retry (deterministic
+//! handlers do); rmcp's own `InputRequiredResult` is not used.
 //!
 //! The rmcp version must be the one this crate depends on (3.x), so the `ServerHandler` you
 //! implement is the trait this adapter serves.
@@ -112,7 +116,7 @@
 //! # }
 //! ```
 
-use crate::input::InputRequest;
+use crate::input::{InputRequest, is_input_required};
 use crate::jsonrpc::{ErrorCode, ErrorObject, Id, Message, Notification, Request};
 use crate::service::{
     MakeMcpService, McpService, NotificationContext, Peer, RequestContext, SessionContext,
@@ -180,7 +184,12 @@ where
         &self,
         cx: &SessionContext<'_>,
     ) -> impl Future<Output = Result<RmcpServer, ErrorObject>> + Send {
-        std::future::ready(Ok(RmcpServer::start((self.make)(), cx.session_closer())))
+        let sessionless = cx.protocol_version().is_sessionless();
+        std::future::ready(Ok(RmcpServer::start(
+            (self.make)(),
+            cx.session_closer(),
+            sessionless,
+        )))
     }
 }
 
@@ -190,6 +199,8 @@ struct Running {
     client_id: Id,
     progress_token: Option<Value>,
     cx: RequestContext,
+    /// Ends the call early with an error (a 2026-07-28 `input_required` round).
+    interrupt: mpsc::Sender<ErrorObject>,
 }
 
 /// State shared by the service and its relay task.
@@ -205,6 +216,10 @@ struct Shared {
     next_id: AtomicI64,
     ended: AtomicBool,
     closer: Option<SessionCloser>,
+    /// Serving one 2026-07-28 request: rmcp is initialized at a 2025 revision by the adapter.
+    sessionless: bool,
+    /// The answer to that `initialize`.
+    initialized: tokio::sync::OnceCell<Value>,
 }
 
 fn ended() -> ErrorObject {
@@ -283,9 +298,14 @@ impl fmt::Debug for RmcpServer {
 }
 
 impl RmcpServer {
-    /// Starts `server` on an in-process transport (it then waits for `initialize`, or a
-    /// 2026-07-28 request). `closer` ends the session when the service ends by itself.
-    pub fn start<S: Service<RoleServer>>(server: S, closer: Option<SessionCloser>) -> Self {
+    /// Starts `server` on an in-process transport (it then waits for `initialize`). `closer`
+    /// ends the session when the service ends by itself; `sessionless`: it serves one
+    /// 2026-07-28 request.
+    fn start<S: Service<RoleServer>>(
+        server: S,
+        closer: Option<SessionCloser>,
+        sessionless: bool,
+    ) -> Self {
         let (in_tx, in_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (out_tx, out_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let shared = Arc::new(Shared {
@@ -296,6 +316,8 @@ impl RmcpServer {
             next_id: AtomicI64::new(1),
             ended: AtomicBool::new(false),
             closer,
+            sessionless,
+            initialized: tokio::sync::OnceCell::new(),
         });
         let transport = Channels {
             rx: in_rx,
@@ -337,6 +359,88 @@ async fn drive<S: Service<RoleServer>>(
         _ = &mut stop => cancel.cancel(),
     }
     let _ = waiting.await;
+}
+
+impl RmcpServer {
+    /// Sends one request to rmcp and waits for its answer.
+    async fn call(&self, request: Request, cx: RequestContext) -> Result<Value, ErrorObject> {
+        let shared = &self.shared;
+        if shared.ended.load(Ordering::Acquire) {
+            return Err(ended());
+        }
+        lock(&shared.standalone).get_or_insert_with(|| cx.peer().standalone());
+        let rmcp_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let forwarded = Message::request(Id::Number(rmcp_id), request.method, request.params);
+        let mut forwarded = to_rmcp(&forwarded)?;
+        if let (ClientJsonRpcMessage::Request(r), Some(principal)) =
+            (&mut forwarded, cx.principal())
+        {
+            r.request.extensions_mut().insert(principal.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        let (interrupt, mut interrupted) = mpsc::channel(1);
+        lock(&shared.pending).insert(rmcp_id, tx);
+        lock(&shared.running).push(Running {
+            rmcp_id,
+            client_id: request.id,
+            progress_token: cx.progress_token().cloned(),
+            cx,
+            interrupt,
+        });
+        let mut guard = RunningGuard {
+            shared,
+            rmcp_id,
+            answered: false,
+        };
+        shared.send(forwarded).await?;
+        tokio::select! {
+            answer = rx => {
+                guard.answered = true;
+                answer.unwrap_or_else(|_| Err(ended()))
+            }
+            // rmcp's call is cancelled when the guard drops.
+            Some(error) = interrupted.recv() => Err(error),
+        }
+    }
+
+    async fn notify_initialized(&self) -> Result<(), ErrorObject> {
+        let initialized = Message::notification("notifications/initialized", None);
+        self.shared.send(to_rmcp(&initialized)?).await
+    }
+
+    /// Initializes rmcp once, at 2025-11-25, with the capabilities and info the 2026-07-28
+    /// request's `_meta` declares.
+    async fn initialize_for(&self, cx: &RequestContext) -> Result<(), ErrorObject> {
+        self.shared
+            .initialized
+            .get_or_try_init(|| async {
+                let params = json!({
+                    "protocolVersion": ProtocolVersion::V_2025_11_25.as_str(),
+                    "capabilities": cx.client_capabilities().cloned().unwrap_or_else(|| json!({})),
+                    "clientInfo": cx.client_info().cloned().unwrap_or_else(
+                        || json!({ "name": "mcp-tower-http", "version": env!("CARGO_PKG_VERSION") }),
+                    ),
+                });
+                let init = Request {
+                    id: Id::from("mcp-tower-http-initialize"),
+                    method: "initialize".into(),
+                    params: Some(params),
+                };
+                let answer = self.call(init, cx.clone()).await?;
+                self.notify_initialized().await?;
+                Ok(answer)
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Removes the 2026-07-28 keys (`io.modelcontextprotocol/...`) from a request's `_meta`: with
+/// them rmcp would take the request for a 2026-07-28 one.
+fn strip_modern_meta(params: Option<&mut Value>) {
+    if let Some(Value::Object(meta)) = params.and_then(|p| p.get_mut("_meta")) {
+        meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/"));
+    }
 }
 
 impl Drop for RmcpServer {
@@ -383,36 +487,28 @@ impl McpService for RmcpServer {
         request: Request,
         cx: RequestContext,
     ) -> Result<Value, ErrorObject> {
-        let shared = &self.shared;
-        if shared.ended.load(Ordering::Acquire) {
-            return Err(ended());
+        if !self.shared.sessionless {
+            return self.call(request, cx).await;
         }
-        lock(&shared.standalone).get_or_insert_with(|| cx.peer().standalone());
-        let rmcp_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let forwarded = Message::request(Id::Number(rmcp_id), request.method, request.params);
-        let mut forwarded = to_rmcp(&forwarded)?;
-        if let (ClientJsonRpcMessage::Request(r), Some(principal)) =
-            (&mut forwarded, cx.principal())
-        {
-            r.request.extensions_mut().insert(principal.clone());
+        // 2026-07-28: rmcp speaks it too, but refuses server→client requests there. Served as a
+        // 2025 session instead, rmcp's requests become `input_required` rounds through
+        // `RequestContext::ask`, and the endpoint answers `server/discover` from `initialize`.
+        match request.method.as_str() {
+            "server/discover" => Err(ErrorObject::method_not_found(&request.method)),
+            // The endpoint's own, to describe the server.
+            "initialize" => {
+                let answer = self.call(request, cx).await?;
+                let _ = self.shared.initialized.set(answer.clone());
+                self.notify_initialized().await?;
+                Ok(answer)
+            }
+            _ => {
+                self.initialize_for(&cx).await?;
+                let mut request = request;
+                strip_modern_meta(request.params.as_mut());
+                self.call(request, cx).await
+            }
         }
-        let (tx, rx) = oneshot::channel();
-        lock(&shared.pending).insert(rmcp_id, tx);
-        lock(&shared.running).push(Running {
-            rmcp_id,
-            client_id: request.id,
-            progress_token: cx.progress_token().cloned(),
-            cx,
-        });
-        let mut guard = RunningGuard {
-            shared,
-            rmcp_id,
-            answered: false,
-        };
-        shared.send(forwarded).await?;
-        let answer = rx.await.unwrap_or_else(|_| Err(ended()));
-        guard.answered = true;
-        answer
     }
 
     async fn handle_notification(&self, notification: Notification, _cx: NotificationContext) {
@@ -524,7 +620,9 @@ async fn deliver(shared: &Arc<Shared>, message: Message) {
             let _ = peer.send(Message::Notification(notification)).await;
         }
         Message::Request(request) => {
-            let asker = lock(&shared.running).last().map(|r| r.cx.clone());
+            let asker = lock(&shared.running)
+                .last()
+                .map(|r| (r.cx.clone(), r.interrupt.clone()));
             let standalone = lock(&shared.standalone).clone();
             let shared = Arc::downgrade(shared);
             tokio::spawn(async move {
@@ -546,9 +644,11 @@ async fn deliver(shared: &Arc<Shared>, message: Message) {
     }
 }
 
-/// Asks the client what rmcp asked, on the stream of the request rmcp is working on.
+/// Asks the client what rmcp asked, on the stream of the request rmcp is working on. In
+/// 2026-07-28 the first ask ends that request with an `input_required` round; the retry (a new
+/// rmcp service, the same handler, the same question under the same id) finds the answer.
 async fn ask_client(
-    asker: Option<RequestContext>,
+    asker: Option<(RequestContext, mpsc::Sender<ErrorObject>)>,
     standalone: Option<Peer>,
     request: &Request,
 ) -> Result<Value, ErrorObject> {
@@ -560,8 +660,16 @@ async fn ask_client(
         _ => None,
     };
     match (asker, input) {
-        (Some(cx), Some(input)) => cx.ask(&format!("rmcp-{}", request.id), input).await,
-        (Some(cx), None) => cx.peer().request(&request.method, Some(params)).await,
+        (Some((cx, interrupt)), Some(input)) => {
+            let answer = cx.ask(&format!("rmcp-{}", request.id), input).await;
+            if let Err(e) = &answer
+                && is_input_required(e)
+            {
+                let _ = interrupt.try_send(e.clone());
+            }
+            answer
+        }
+        (Some((cx, _)), None) => cx.peer().request(&request.method, Some(params)).await,
         (None, _) => match standalone {
             Some(peer) => peer.request(&request.method, Some(params)).await,
             None => Err(ErrorObject::new(
@@ -692,7 +800,7 @@ mod tests {
     }
 
     async fn started() -> Arc<RmcpServer> {
-        let server = Arc::new(RmcpServer::start(Stuck, None));
+        let server = Arc::new(RmcpServer::start(Stuck, None, false));
         let (init, cx) = request(
             1,
             "initialize",

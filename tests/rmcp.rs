@@ -444,8 +444,9 @@ async fn delete_closes_the_rmcp_service() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
-/// 2026-07-28: no session; the endpoint's `server/discover` comes from rmcp, and tools are
-/// listed and called on fresh rmcp services.
+/// 2026-07-28: no session; the endpoint builds `server/discover` from rmcp's `initialize`
+/// answer, tools are listed and called on fresh rmcp services, and a tool's elicitation is an
+/// `input_required` round.
 #[tokio::test]
 async fn sessionless_2026_requests_reach_rmcp() {
     let server = spawn_rmcp().await;
@@ -470,7 +471,7 @@ async fn sessionless_2026_requests_reach_rmcp() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let discover = one_message(&h, &body);
-    // rmcp's own discover answer, stamped by the endpoint.
+    // Built by the endpoint from rmcp's `initialize` answer.
     assert_eq!(
         discover["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "rmcp-tools",
         "{body}"
@@ -519,6 +520,54 @@ async fn sessionless_2026_requests_reach_rmcp() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(tool_text(&one_message(&h, &body)), "42", "{body}");
+
+    // The tool's elicitation becomes an `input_required` round; the retry with the answer
+    // runs the tool again on a fresh rmcp service, and this time it gets the answer.
+    let mut call_headers = headers("tools/call");
+    call_headers.push(("mcp-name", "greet"));
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": { "elicitation": {} },
+    });
+    let (status, h, body) = post(
+        &server.url,
+        &call_headers,
+        &request_body(
+            4,
+            "tools/call",
+            json!({ "name": "greet", "arguments": {}, "_meta": meta }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let round = one_message(&h, &body);
+    assert_eq!(round["result"]["resultType"], "input_required", "{body}");
+    let requests = round["result"]["inputRequests"]
+        .as_object()
+        .expect("inputRequests");
+    assert_eq!(requests.len(), 1, "{body}");
+    let (key, asked) = requests.iter().next().expect("one request");
+    assert_eq!(asked["method"], "elicitation/create", "{body}");
+    assert_eq!(asked["params"]["message"], "What is your name?", "{body}");
+    let retry = json!({
+        "name": "greet",
+        "arguments": {},
+        "_meta": meta,
+        "inputResponses": { key: { "action": "accept", "content": { "name": "Grace" } } },
+        "requestState": round["result"]["requestState"],
+    });
+    let (status, h, body) = post(
+        &server.url,
+        &call_headers,
+        &request_body(5, "tools/call", retry),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        tool_text(&one_message(&h, &body)),
+        "Hello, Grace!",
+        "{body}"
+    );
 }
 
 // --- The official clients -------------------------------------------------------------------
