@@ -592,10 +592,18 @@ fn require(what: &str, marker: &Path) {
 /// Runs a client script against the rmcp server (Streamable HTTP at `/mcp`, or the legacy
 /// HTTP+SSE transport at `/sse`) and checks what it printed.
 async fn run_official_client(label: &str, mut cmd: Command, transport: &str) {
+    run_client_expecting(label, &mut cmd, transport, &[]).await;
+}
+
+/// Runs a client script with the server's URL (after its own arguments) and checks that it
+/// listed the tools, called `add`, and answered `greet`'s elicitation, plus `more` lines.
+async fn run_client_expecting(label: &str, cmd: &mut Command, transport: &str, more: &[&str]) {
     let server = spawn_rmcp().await;
-    cmd.arg(&server.url)
-        .arg(transport)
-        .current_dir(interop_dir())
+    cmd.arg(&server.url);
+    if transport != "modern" {
+        cmd.arg(transport);
+    }
+    cmd.current_dir(interop_dir())
         .env("NO_PROXY", "127.0.0.1,localhost,::1")
         .env("no_proxy", "127.0.0.1,localhost,::1")
         .env_remove("HTTP_PROXY")
@@ -623,9 +631,12 @@ async fn run_official_client(label: &str, mut cmd: Command, transport: &str) {
         "add -> 5",
         "elicited: What is your name?",
         "greet -> Hello, Interop!",
-    ] {
+    ]
+    .iter()
+    .chain(more)
+    {
         assert!(
-            stdout.lines().any(|l| l.trim() == expected),
+            stdout.lines().any(|l| l.trim() == *expected),
             "missing `{expected}`\n{report}"
         );
     }
@@ -657,4 +668,25 @@ async fn python_client_drives_rmcp_server() {
         cmd.arg(dir.join("rmcp_client.py"));
         run_official_client("Python client", cmd, transport).await;
     }
+}
+
+/// The TypeScript client 2.x pinned to 2026-07-28: no session, and the tool's elicitation is an
+/// `input_required` round the client fulfils and retries.
+#[tokio::test]
+#[ignore = "needs the TypeScript client 2.x (tests/interop/node_modules): bash .ci/run"]
+async fn typescript_2026_client_drives_rmcp_server() {
+    let dir = interop_dir();
+    require(
+        "the TypeScript client 2.x",
+        &dir.join("node_modules/@modelcontextprotocol/client/package.json"),
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("rmcp-modern-client.mjs"));
+    run_client_expecting(
+        "TypeScript client 2.x",
+        &mut cmd,
+        "modern",
+        &["protocol: 2026-07-28", "retried with inputResponses"],
+    )
+    .await;
 }
