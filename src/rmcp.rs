@@ -236,16 +236,18 @@ impl Shared {
     }
 
     /// rmcp is gone (or the session ended): fail every waiter, refuse what comes next. `false`
-    /// if it had already ended.
+    /// if it had already ended (waiters that slipped in since are failed all the same).
     fn end(&self) -> bool {
-        if self.ended.swap(true, Ordering::AcqRel) {
-            return false;
-        }
+        let first = !self.ended.swap(true, Ordering::AcqRel);
         lock(&self.inbound).take();
+        self.fail_waiters();
+        first
+    }
+
+    fn fail_waiters(&self) {
         for (_, waiter) in lock(&self.pending).drain() {
             let _ = waiter.send(Err(ended()));
         }
-        true
     }
 
     /// Where a notification of rmcp goes.
@@ -547,9 +549,7 @@ impl McpService for RmcpServer {
         // Refuse new requests and fail waiting ones now; rmcp's input stays open until it has
         // been cancelled (closing it first would make rmcp wait longer for its handlers).
         self.shared.ended.store(true, Ordering::Release);
-        for (_, waiter) in lock(&self.shared.pending).drain() {
-            let _ = waiter.send(Err(ended()));
-        }
+        self.shared.fail_waiters();
         lock(&self.shared.standalone).take();
         lock(&self.shared.running).clear();
         if let Some(stop) = lock(&self.stop).take() {
@@ -564,7 +564,7 @@ impl McpService for RmcpServer {
             tracing::debug!("the rmcp service did not stop in time; aborting it");
             driver.abort();
         }
-        lock(&self.shared.inbound).take();
+        self.shared.end();
     }
 }
 
