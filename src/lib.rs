@@ -76,6 +76,9 @@ pub mod modern;
 pub mod origin;
 pub mod principal;
 pub mod protocol;
+#[cfg(feature = "rmcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rmcp")))]
+pub mod rmcp;
 pub mod routing_headers;
 pub mod server;
 pub mod service;
