@@ -64,6 +64,9 @@ pub enum TransportErrorKind {
     /// A dependency needed to answer is down, e.g. the JWKS or introspection endpoint that
     /// checks credentials.
     Unavailable,
+    /// The caller sent too many requests (a rate limit of the host's own, e.g. one inserted
+    /// with [`McpStack::layer`](crate::McpStack::layer)).
+    TooManyRequests,
 }
 
 impl TransportErrorKind {
@@ -86,6 +89,7 @@ impl TransportErrorKind {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SessionNotFound | MethodNotFound => StatusCode::NOT_FOUND,
             Unauthorized => StatusCode::UNAUTHORIZED,
+            TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Forbidden => StatusCode::FORBIDDEN,
             TooManySessions | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             StreamConflict => StatusCode::CONFLICT,
@@ -138,6 +142,7 @@ impl TransportErrorKind {
             MethodNotFound => "Method not found",
             Unauthorized => "Unauthorized",
             Unavailable => "Service Unavailable",
+            TooManyRequests => "Too Many Requests",
         }
     }
 }
@@ -216,6 +221,13 @@ impl TransportError {
     /// `503` with a `Retry-After` header.
     pub fn too_many_sessions(retry_after_secs: u32) -> Self {
         let mut e = Self::new(TransportErrorKind::TooManySessions);
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
+    /// `429` with a `Retry-After` header, for a host's rate limit.
+    pub fn too_many_requests(retry_after_secs: u32) -> Self {
+        let mut e = Self::new(TransportErrorKind::TooManyRequests);
         e.retry_after_secs = Some(retry_after_secs);
         e
     }
