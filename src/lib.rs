@@ -9,18 +9,30 @@
 //! sessionless 2026-07-28 side by side ([`modern`]): the same [`McpService`] answers both, and
 //! asks the client for input with [`RequestContext::ask`] in either ([`input`]).
 //!
+//! Most users start with [`McpServer`] (a server from tools, resources and
+//! prompts, answering the lifecycle itself) inside [`McpStack`] (every layer, in the right
+//! order, with a [`layer`](McpStack::layer) point for their own). The layers, in the order
+//! [`McpStack`] composes them ([`stack`] has what each reads and writes):
+//!
 //! | module | layer | concern |
 //! |---|---|---|
-//! | [`error_map`] | [`JsonRpcErrorLayer`](error_map::JsonRpcErrorLayer) | typed rejections → HTTP status + JSON-RPC error body |
+//! | [`cors`] | [`McpCorsLayer`](cors::McpCorsLayer) | tower-http's CORS with the MCP headers |
+//! | [`auth`] | [`ChallengeLayer`](auth::ChallengeLayer), [`AuthLayer`](auth::AuthLayer), [`ScopeLayer`](auth::ScopeLayer) | `WWW-Authenticate`; API key / JWT / introspection → [`Principal`]; scopes (403 step-up) |
+//! | [`error_map`] | [`JsonRpcErrorLayer`](error_map::JsonRpcErrorLayer) | the one renderer: typed rejections → HTTP status + JSON-RPC error body |
 //! | [`origin`] | [`OriginLayer`](origin::OriginLayer) | DNS-rebinding protection: `Origin` (and `Host`) validation, 403 |
-//! | [`jsonrpc_body`] | [`JsonRpcBodyLayer`](jsonrpc_body::JsonRpcBodyLayer) | read and parse the body once (415, 400 `-32700`/`-32600`, 413) |
+//! | [`session`] | [`SessionLookupLayer`](session::SessionLookupLayer) | the session looked up once, before the body, for the request's principal |
+//! | [`jsonrpc_body`] | [`JsonRpcBodyLayer`](jsonrpc_body::JsonRpcBodyLayer) | read and parse the body once into a [`ParsedBody`](jsonrpc_body::ParsedBody) (415, 400 `-32700`/`-32600`, 413) |
 //! | [`routing_headers`] | [`RoutingHeadersLayer`](routing_headers::RoutingHeadersLayer) | 2026-07-28 `MCP-Protocol-Version`/`Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` against the body (400 `-32020`) |
 //! | [`modern`] | [`ModernLayer`](modern::ModernLayer) | era decision; 2026-07-28 `_meta` (400 `-32602`, `-32022`) |
+//! | [`legacy_sse`] | [`LegacySseLayer`](legacy_sse::LegacySseLayer) | the 2024-11-05 HTTP+SSE transport: `GET /sse` + `POST /messages?sessionId=` |
 //! | [`session`] | [`SessionLayer`](session::SessionLayer) | `Mcp-Session-Id`, DELETE, idle expiry, limits, protocol version |
 //! | [`sse`] | [`SseLayer`](sse::SseLayer) | SSE or JSON framing, priming, keep-alive, standalone GET stream |
-//! | [`legacy_sse`] | [`LegacySseLayer`](legacy_sse::LegacySseLayer) | the 2024-11-05 HTTP+SSE transport: `GET /sse` + `POST /messages?sessionId=` |
-//! | [`stdio`] | [`StdioCommand`](stdio::StdioCommand) (a `MakeMcpService`) | a stdio MCP server per session, relayed both ways |
 //! | [`endpoint`] | [`McpEndpoint`](endpoint::McpEndpoint) (service) | POST rules, 202, dispatch to the `McpService`; 2026-07-28 `server/discover`, stamps, `input_required`, `subscriptions/listen` ([`subscriptions`]) |
+//!
+//! The layers from the body layer on take only `Request<ParsedBody>`: composing one without
+//! [`JsonRpcBodyLayer`](jsonrpc_body::JsonRpcBodyLayer) in front is a compile error; an
+//! endpoint missing [`SseLayer`](sse::SseLayer) or [`SessionLayer`](session::SessionLayer)
+//! answers 500 naming it.
 //!
 //! Layers hand typed values to each other through request and response extensions: the parsed
 //! [`Payload`](jsonrpc::Payload), the [`Session`](session::Session), the negotiated

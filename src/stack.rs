@@ -12,9 +12,9 @@
 //! | 5 | [`JsonRpcErrorLayer`] | [`TransportError`](crate::TransportError) / [`AuthError`](crate::auth::AuthError) of the answer | status + JSON-RPC error body: the one renderer |
 //! | 6 | [`OriginLayer`] | `Origin`, `Host` | 403 |
 //! | 7 | [`AuthLayer`] ([`McpStack::authenticate`]) | credentials | [`Principal`](crate::Principal), 401/403 — before any body is read |
-//! | 8 | [`SessionLookupLayer`] | `Mcp-Session-Id`, [`Principal`](crate::Principal) | the session, busy while its body is read |
+//! | 8 | [`SessionLookupLayer`](crate::session::SessionLookupLayer) | `Mcp-Session-Id`, [`Principal`](crate::Principal) | the session, busy while its body is read |
 //! | 9 | tower-http's [`RequestBodyLimitLayer`] | body | 413 (default 10 MiB) |
-//! | 10 | [`JsonRpcBodyLayer`] | body | [`ParsedBody`](crate::jsonrpc_body::ParsedBody) + [`Payload`](crate::jsonrpc::Payload); 415, 400 `-32700`/`-32600` |
+//! | 10 | [`JsonRpcBodyLayer`] | body | [`ParsedBody`] + [`Payload`](crate::jsonrpc::Payload); 415, 400 `-32700`/`-32600` |
 //! | 11 | [`ScopeLayer`] ([`McpStack::scopes`]) | [`Principal`](crate::Principal), payload | 403 step-up |
 //! | 12 | **your layers** ([`McpStack::layer`]) | anything above | anything |
 //! | 13 | [`RoutingHeadersLayer`] | 2026-07-28 routing headers, payload | 400 `-32020` |
