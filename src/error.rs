@@ -58,6 +58,9 @@ pub enum TransportErrorKind {
     /// 2026-07-28: the method is not served (removed, unknown, or its capability is not
     /// advertised): HTTP 404 with `-32601`.
     MethodNotFound,
+    /// The server did not answer a request in time
+    /// ([`RequestTimeoutLayer`](crate::timeout::RequestTimeoutLayer)): `-32001`, HTTP 504.
+    RequestTimeout,
 }
 
 impl TransportErrorKind {
@@ -83,6 +86,7 @@ impl TransportErrorKind {
             StreamConflict => StatusCode::CONFLICT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -99,6 +103,7 @@ impl TransportErrorKind {
             InvalidParams => ErrorCode::INVALID_PARAMS,
             MissingCapability => ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
             MethodNotFound => ErrorCode::METHOD_NOT_FOUND,
+            RequestTimeout => ErrorCode::REQUEST_TIMEOUT,
             _ => ErrorCode::SERVER_ERROR,
         }
     }
@@ -128,6 +133,7 @@ impl TransportErrorKind {
             InvalidParams => "Invalid params",
             MissingCapability => "Missing required client capability",
             MethodNotFound => "Method not found",
+            RequestTimeout => "Request timed out",
         }
     }
 }
@@ -258,9 +264,14 @@ impl TransportError {
 
     /// The JSON-RPC error response for the body.
     pub fn to_message(&self) -> Message {
+        Message::error(self.id.clone(), self.to_error_object())
+    }
+
+    /// The JSON-RPC error object (code, message, data), e.g. for a handler's answer.
+    pub fn to_error_object(&self) -> ErrorObject {
         let mut error = ErrorObject::new(self.kind.code(), self.message.clone().into_owned());
         error.data = self.data.clone();
-        Message::error(self.id.clone(), error)
+        error
     }
 
     /// A rejection response: status and headers set, empty body, this error in the extensions

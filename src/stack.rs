@@ -43,7 +43,37 @@
 //! # let _ = app;
 //! # }
 //! ```
+//!
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`ChallengeLayer`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`AuthLayer`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`ScopeLayer`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`McpStack::protected_resource`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`McpStack::authenticate`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "legacy-sse"),
+    doc = "\n[`LegacySseLayer`]: crate \"needs the legacy-sse feature\""
+)]
+#![cfg_attr(
+    not(feature = "legacy-sse"),
+    doc = "\n[`McpStack::legacy_sse`]: crate \"needs the legacy-sse feature\""
+)]
 
+#[cfg(feature = "auth")]
 use crate::auth::{
     Auth, AuthLayer, Authenticator, BoxAuthenticator, Challenge, ChallengeLayer, MetadataService,
     ProtectedResourceMetadata, Scope, ScopeLayer, ScopePolicy,
@@ -52,6 +82,7 @@ use crate::cors::{McpCors, McpCorsService};
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer};
+#[cfg(feature = "legacy-sse")]
 use crate::legacy_sse::{LegacySse, LegacySseLayer};
 use crate::modern::{Modern, ModernLayer};
 use crate::origin::{Origin, OriginLayer};
@@ -71,6 +102,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
+#[cfg(not(all(feature = "auth", feature = "legacy-sse")))]
+use tower::layer::util::Identity;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::cors::Cors;
 use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
@@ -89,11 +122,16 @@ pub struct McpStack<M> {
     sse: SseLayer,
     client_request_timeout: Duration,
     streamable_http: bool,
+    #[cfg(feature = "legacy-sse")]
     legacy: Option<LegacyPaths>,
     cors: McpCors,
+    #[cfg(feature = "auth")]
     authenticator: Option<BoxAuthenticator>,
+    #[cfg(feature = "auth")]
     challenge: ChallengeLayer,
+    #[cfg(feature = "auth")]
     metadata: Option<ProtectedResourceMetadata>,
+    #[cfg(feature = "auth")]
     scopes: ScopePolicy,
     modern: bool,
     request_state_key: Option<[u8; 32]>,
@@ -102,6 +140,7 @@ pub struct McpStack<M> {
     tasks: Option<Option<Tasks>>,
 }
 
+#[cfg(feature = "legacy-sse")]
 /// Where the legacy HTTP+SSE transport is served.
 #[derive(Clone, Debug)]
 struct LegacyPaths {
@@ -121,11 +160,16 @@ impl<M: MakeMcpService> McpStack<M> {
             sse: SseLayer::new(),
             client_request_timeout: crate::endpoint::DEFAULT_CLIENT_REQUEST_TIMEOUT,
             streamable_http: true,
+            #[cfg(feature = "legacy-sse")]
             legacy: None,
             cors: McpCors::new(),
+            #[cfg(feature = "auth")]
             authenticator: None,
+            #[cfg(feature = "auth")]
             challenge: ChallengeLayer::new(),
+            #[cfg(feature = "auth")]
             metadata: None,
+            #[cfg(feature = "auth")]
             scopes: ScopePolicy::new(),
             modern: true,
             request_state_key: None,
@@ -171,6 +215,8 @@ impl<M: MakeMcpService> McpStack<M> {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Authenticates every MCP request (both transports) with `authenticator`; the
     /// [`Principal`](crate::Principal) it returns binds the sessions it opens. `/ping`, CORS
     /// preflights and the protected-resource metadata stay open.
@@ -179,6 +225,8 @@ impl<M: MakeMcpService> McpStack<M> {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Serves the RFC 9728 protected-resource metadata document and points every challenge at
     /// it (`resource_metadata`). Set challenge extras after this, with [`Self::challenge`].
     pub fn protected_resource(mut self, metadata: ProtectedResourceMetadata) -> Self {
@@ -187,12 +235,16 @@ impl<M: MakeMcpService> McpStack<M> {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Replaces how `WWW-Authenticate` challenges are built (realm, scope, resource metadata).
     pub fn challenge(mut self, challenge: ChallengeLayer) -> Self {
         self.challenge = challenge;
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Scopes every request needs, and per-tool scopes for `tools/call` (403 step-up).
     pub fn scopes(mut self, policy: ScopePolicy) -> Self {
         self.scopes = policy;
@@ -205,6 +257,8 @@ impl<M: MakeMcpService> McpStack<M> {
         self
     }
 
+    #[cfg(feature = "legacy-sse")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "legacy-sse")))]
     /// Also serves the legacy HTTP+SSE transport: `GET sse_path` and `POST messages_path`
     /// (conventionally `/sse` and `/messages`).
     pub fn legacy_sse(
@@ -319,7 +373,9 @@ impl<M: MakeMcpService> McpStack<M> {
             endpoint = endpoint.tasks(tasks);
         }
         let listeners = endpoint.listeners().clone();
+        #[cfg(feature = "legacy-sse")]
         let keep_alive = self.sse.keep_alive_interval();
+        #[cfg(feature = "legacy-sse")]
         let legacy = match &self.legacy {
             Some(paths) => LegacySseLayer::new(endpoint.clone())
                 .sse_path(paths.sse.clone())
@@ -330,19 +386,31 @@ impl<M: MakeMcpService> McpStack<M> {
                 .handshake_timeout(sessions.handshake_timeout()),
             None => LegacySseLayer::disabled(endpoint.clone()),
         };
+        #[cfg(feature = "legacy-sse")]
+        let legacy_layer = legacy.clone();
+        #[cfg(not(feature = "legacy-sse"))]
+        let legacy_layer = Identity::new();
+        #[cfg(feature = "auth")]
+        let (challenge, authenticate, scope) = (
+            self.challenge,
+            tower::util::option_layer(self.authenticator.map(AuthLayer::new)),
+            ScopeLayer::new(self.scopes),
+        );
+        #[cfg(not(feature = "auth"))]
+        let (challenge, authenticate, scope) = (Identity::new(), Identity::new(), Identity::new());
         let inner = ServiceBuilder::new()
-            .layer(self.challenge)
+            .layer(challenge)
             .layer(JsonRpcErrorLayer::new())
             .layer(self.origin)
             // Before the body is read: unauthenticated bodies are never buffered.
-            .option_layer(self.authenticator.map(AuthLayer::new))
+            .layer(authenticate)
             .layer(RequestBodyLimitLayer::new(self.max_body_size))
             .layer(JsonRpcBodyLayer::new())
-            .layer(ScopeLayer::new(self.scopes))
+            .layer(scope)
             // Header/body disagreements first, then the era decision and `_meta`.
             .layer(routing)
             .layer(modern)
-            .layer(legacy.clone())
+            .layer(legacy_layer)
             .layer(self.session)
             .layer(self.sse)
             .service(endpoint);
@@ -350,7 +418,9 @@ impl<M: MakeMcpService> McpStack<M> {
             inner,
             sessions,
             listeners,
+            #[cfg(feature = "legacy-sse")]
             legacy,
+            #[cfg(feature = "auth")]
             metadata: self.metadata.map(ProtectedResourceMetadata::into_service),
             path_routing: self.endpoint_path.is_some(),
             endpoint_path: self
@@ -364,16 +434,24 @@ impl<M: MakeMcpService> McpStack<M> {
     }
 }
 
-/// Everything inside authentication.
-type Limited<M> = RequestBodyLimit<
-    JsonRpcBody<
-        Scope<RoutingHeaders<Modern<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>>,
-    >,
->;
+/// The session layer and what it wraps.
+#[cfg(feature = "legacy-sse")]
+type Sessions<M> = LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>;
+#[cfg(not(feature = "legacy-sse"))]
+type Sessions<M> = SessionService<SseService<McpEndpoint<M>>>;
 
+/// Everything inside authentication.
+#[cfg(feature = "auth")]
+type Limited<M> = RequestBodyLimit<JsonRpcBody<Scope<RoutingHeaders<Modern<Sessions<M>>>>>>;
+#[cfg(not(feature = "auth"))]
+type Limited<M> = RequestBodyLimit<JsonRpcBody<RoutingHeaders<Modern<Sessions<M>>>>>;
+
+#[cfg(feature = "auth")]
 type Inner<M> = Challenge<
     JsonRpcError<Origin<tower::util::Either<Auth<Limited<M>, BoxAuthenticator>, Limited<M>>>>,
 >;
+#[cfg(not(feature = "auth"))]
+type Inner<M> = JsonRpcError<Origin<Limited<M>>>;
 
 /// The composed stack made by [`McpStack::into_service`].
 pub struct McpHttpService<M> {
@@ -385,8 +463,10 @@ struct Routes<M> {
     inner: Inner<M>,
     sessions: Arc<SessionRegistry>,
     listeners: Arc<ListenHub>,
+    #[cfg(feature = "legacy-sse")]
     legacy: LegacySseLayer<M>,
     /// The protected-resource metadata document, public.
+    #[cfg(feature = "auth")]
     metadata: Option<MetadataService>,
     /// The Streamable HTTP path, when it is served.
     endpoint_path: Option<Arc<str>>,
@@ -400,7 +480,9 @@ impl<M> Clone for Routes<M> {
             inner: self.inner.clone(),
             sessions: self.sessions.clone(),
             listeners: self.listeners.clone(),
+            #[cfg(feature = "legacy-sse")]
             legacy: self.legacy.clone(),
+            #[cfg(feature = "auth")]
             metadata: self.metadata.clone(),
             endpoint_path: self.endpoint_path.clone(),
             path_routing: self.path_routing,
@@ -438,6 +520,8 @@ impl<M: MakeMcpService> McpHttpService<M> {
         &self.inner.get_ref().get_ref().listeners
     }
 
+    #[cfg(feature = "legacy-sse")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "legacy-sse")))]
     /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
     pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
         self.inner.get_ref().get_ref().legacy.sessions()
@@ -445,11 +529,19 @@ impl<M: MakeMcpService> McpHttpService<M> {
 }
 
 /// The body of every response of the stack.
+#[cfg(feature = "auth")]
 pub type StackBody = crate::auth::ResponseBody<
     crate::error_map::ResponseBody<
         tower_http::limit::ResponseBody<
             crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
         >,
+    >,
+>;
+/// The body of every response of the stack.
+#[cfg(not(feature = "auth"))]
+pub type StackBody = crate::error_map::ResponseBody<
+    tower_http::limit::ResponseBody<
+        crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>,
     >,
 >;
 
@@ -485,7 +577,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The metadata document has its own CORS (any origin, preflights answered), so it is
         // served ahead of the stack's CORS policy.
+        #[cfg(feature = "auth")]
         let metadata = self.inner.get_ref().get_ref().metadata.as_ref();
+        #[cfg(feature = "auth")]
         if let Some(document) = metadata.and_then(|m| m.respond_to(&req)) {
             return ResponseFuture::ready(document.map(StackBody::full));
         }
@@ -516,10 +610,11 @@ where
         if req.method() == Method::GET && path == "/ping" {
             return ResponseFuture::ready(plain(StatusCode::OK, "pong"));
         }
-        if self.path_routing
-            && self.endpoint_path.as_deref() != Some(path)
-            && !self.legacy.serves_path(path)
-        {
+        #[cfg(feature = "legacy-sse")]
+        let legacy = self.legacy.serves_path(path);
+        #[cfg(not(feature = "legacy-sse"))]
+        let legacy = false;
+        if self.path_routing && self.endpoint_path.as_deref() != Some(path) && !legacy {
             return ResponseFuture::ready(plain(StatusCode::NOT_FOUND, ""));
         }
         // A session is busy from the moment a request for it arrives: a slow upload must not
