@@ -17,8 +17,8 @@
 //! status, a missing or wrong answer, a timeout) or when the server no longer answers. Linux only
 //! (/proc).
 
-#[path = "../tests/support/proxy.rs"]
-mod proxy;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -638,12 +638,11 @@ fn main() {
     let workers = env("MCP_SOAK_WORKERS", 8).max(1);
     let args = std::env::var("MCP_SOAK_ARGS").unwrap_or_default();
     let args: Vec<&str> = args.split_whitespace().collect();
-    let server = proxy::Server::start(&args);
-    let pid = server.pid();
+    let server = support::Proxy::builtin(&args);
+    let pid = server.pid;
     let addr: SocketAddr = server
-        .url
+        .base
         .trim_start_matches("http://")
-        .trim_end_matches("/mcp")
         .parse()
         .expect("the server's address");
     println!(
