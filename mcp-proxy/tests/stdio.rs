@@ -769,7 +769,7 @@ async fn child_stderr_is_logged_with_the_session_id() {
         proxy
             .log()
             .lines()
-            .filter(|l| l.starts_with("[stderr]"))
+            .filter(|l| l.starts_with("[mcp-proxy stderr]"))
             .any(|l| l.contains(&format!("[{session}] {text}")))
     };
     let logged = wait_until(Duration::from_secs(5), || {
@@ -790,7 +790,7 @@ async fn child_stderr_is_logged_with_the_session_id() {
         let log = proxy.log();
         let pid: u32 = log
             .lines()
-            .filter(|l| l.starts_with("[stderr]"))
+            .filter(|l| l.starts_with("[mcp-proxy stderr]"))
             .find_map(|l| l.split(&format!("[{session}] fixture started pid=")).nth(1))
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("no startup line for {session}\nproxy:\n{log}"));
