@@ -1,7 +1,7 @@
 //! Soak: the `mcp-proxy` binary under minutes of mixed, churning traffic, with its resident
 //! memory and open file descriptors read from /proc at the start, every 30 s and at the end.
 //!
-//! `cargo bench --bench soak` runs the release binary for 3 minutes; `MCP_SOAK_SECS` sets the
+//! `cargo bench -p mcp-proxy --bench soak` runs the release binary for 3 minutes; `MCP_SOAK_SECS` sets the
 //! length, `MCP_SOAK_WORKERS` the number of concurrent clients (default 8) and `MCP_SOAK_ARGS`
 //! extra server flags. Under `cargo test --benches` it runs 3 s as a smoke test. The server
 //! listens on 127.0.0.1, port 0, with default flags; every client loops over four scenarios:
