@@ -58,8 +58,7 @@ pub enum TransportErrorKind {
     /// 2026-07-28: the method is not served (removed, unknown, or its capability is not
     /// advertised): HTTP 404 with `-32601`.
     MethodNotFound,
-    /// Authentication is required or failed (an auth layer's
-    /// [`AuthError`](crate::auth::AuthError) maps here).
+    /// Authentication is required or failed (an auth layer's `AuthError` maps here).
     Unauthorized,
     /// A dependency needed to answer is down, e.g. the JWKS or introspection endpoint that
     /// checks credentials.
@@ -67,11 +66,14 @@ pub enum TransportErrorKind {
     /// The caller sent too many requests (a rate limit of the host's own, e.g. one inserted
     /// with [`McpStack::layer`](crate::McpStack::layer)).
     TooManyRequests,
+    /// The server did not answer a request in time
+    /// ([`RequestTimeoutLayer`](crate::timeout::RequestTimeoutLayer)): `-32001`, HTTP 504.
+    RequestTimeout,
 }
 
 impl TransportErrorKind {
     /// The HTTP status for this kind: the single place where rejections meet HTTP (auth errors
-    /// map to a kind too, [`AuthErrorKind::transport_kind`](crate::auth::AuthErrorKind::transport_kind)).
+    /// map to a kind too, with `AuthErrorKind::transport_kind`).
     pub fn status(self) -> StatusCode {
         use TransportErrorKind::*;
         match self {
@@ -95,6 +97,7 @@ impl TransportErrorKind {
             StreamConflict => StatusCode::CONFLICT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -111,6 +114,7 @@ impl TransportErrorKind {
             InvalidParams => ErrorCode::INVALID_PARAMS,
             MissingCapability => ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
             MethodNotFound => ErrorCode::METHOD_NOT_FOUND,
+            RequestTimeout => ErrorCode::REQUEST_TIMEOUT,
             _ => ErrorCode::SERVER_ERROR,
         }
     }
@@ -143,6 +147,7 @@ impl TransportErrorKind {
             Unauthorized => "Unauthorized",
             Unavailable => "Service Unavailable",
             TooManyRequests => "Too Many Requests",
+            RequestTimeout => "Request timed out",
         }
     }
 }
@@ -280,9 +285,14 @@ impl TransportError {
 
     /// The JSON-RPC error response for the body.
     pub fn to_message(&self) -> Message {
+        Message::error(self.id.clone(), self.to_error_object())
+    }
+
+    /// The JSON-RPC error object (code, message, data), e.g. for a handler's answer.
+    pub fn to_error_object(&self) -> ErrorObject {
         let mut error = ErrorObject::new(self.kind.code(), self.message.clone().into_owned());
         error.data = self.data.clone();
-        Message::error(self.id.clone(), error)
+        error
     }
 
     /// A rejection response: status and headers set, empty body, this error in the extensions

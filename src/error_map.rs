@@ -1,7 +1,7 @@
 //! The one place where typed rejections become HTTP responses with JSON-RPC error bodies.
 //!
 //! Every layer of this crate rejects with a response carrying a [`TransportError`] (or, from the
-//! auth layers, an [`AuthError`](crate::auth::AuthError)) in its extensions. [`JsonRpcErrorLayer`]
+//! auth layers, an `AuthError`) in its extensions. [`JsonRpcErrorLayer`]
 //! renders both: the status set from [`TransportErrorKind::status`], `Content-Type: application/json; charset=utf-8`, and a body
 //! `{"jsonrpc":"2.0","id":<id or null>,"error":{"code":…,"message":…}}`. A bare 413 from
 //! tower-http's [`RequestBodyLimitLayer`](tower_http::limit::RequestBodyLimitLayer) (a
@@ -119,14 +119,26 @@ where
     }
 }
 
-/// The one renderer: a [`TransportError`] or [`AuthError`](crate::auth::AuthError) in the
+/// An auth layer's rejection, when the auth feature is built.
+#[cfg(feature = "auth")]
+fn auth_error<B>(response: &Response<B>) -> Option<(StatusCode, crate::jsonrpc::Message)> {
+    let error = response.extensions().get::<crate::auth::AuthError>()?;
+    Some((error.status(), error.to_message()))
+}
+
+#[cfg(not(feature = "auth"))]
+fn auth_error<B>(_: &Response<B>) -> Option<(StatusCode, crate::jsonrpc::Message)> {
+    None
+}
+
+/// The one renderer: a [`TransportError`] or `AuthError` in the
 /// response's extensions (or a bare 413) becomes its status and a JSON-RPC error body. Other
 /// headers (`Allow`, `Retry-After`, `WWW-Authenticate`) stay as the rejecting layer set them.
 fn render<B>(response: Response<B>) -> Response<ResponseBody<B>> {
     let (status, message) = if let Some(error) = response.extensions().get::<TransportError>() {
         (error.kind().status(), error.to_message())
-    } else if let Some(error) = response.extensions().get::<crate::auth::AuthError>() {
-        (error.status(), error.to_message())
+    } else if let Some(error) = auth_error(&response) {
+        error
     } else if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         let error = TransportError::new(TransportErrorKind::PayloadTooLarge);
         (error.kind().status(), error.to_message())

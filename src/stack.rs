@@ -51,6 +51,40 @@
 //! # }
 //! ```
 
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`ChallengeLayer`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`AuthLayer`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`ScopeLayer`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`McpStack::protected_resource`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`McpStack::authenticate`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "auth"),
+    doc = "\n[`McpStack::scopes`]: crate \"needs the auth feature\""
+)]
+#![cfg_attr(
+    not(feature = "legacy-sse"),
+    doc = "\n[`LegacySseLayer`]: crate \"needs the legacy-sse feature\""
+)]
+#![cfg_attr(
+    not(feature = "legacy-sse"),
+    doc = "\n[`McpStack::legacy_sse`]: crate \"needs the legacy-sse feature\""
+)]
+
+#[cfg(feature = "auth")]
 use crate::auth::{
     Auth, AuthLayer, Authenticator, BoxAuthenticator, Challenge, ChallengeLayer, MetadataService,
     ProtectedResourceMetadata, Scope, ScopeLayer, ScopePolicy,
@@ -59,6 +93,7 @@ use crate::cors::{McpCors, McpCorsService};
 use crate::endpoint::McpEndpoint;
 use crate::error_map::{JsonRpcError, JsonRpcErrorLayer};
 use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer, ParsedBody};
+#[cfg(feature = "legacy-sse")]
 use crate::legacy_sse::{LegacySse, LegacySseLayer};
 use crate::modern::{Modern, ModernLayer};
 use crate::origin::{Origin, OriginLayer};
@@ -103,11 +138,16 @@ pub struct McpStack<M, L = Identity> {
     keep_alive: Option<Option<Duration>>,
     client_request_timeout: Duration,
     streamable_http: bool,
+    #[cfg(feature = "legacy-sse")]
     legacy: Option<LegacyPaths>,
     cors: McpCors,
+    #[cfg(feature = "auth")]
     authenticator: Option<BoxAuthenticator>,
+    #[cfg(feature = "auth")]
     challenge: Option<ChallengeLayer>,
+    #[cfg(feature = "auth")]
     metadata: Option<ProtectedResourceMetadata>,
+    #[cfg(feature = "auth")]
     scopes: ScopePolicy,
     modern: bool,
     request_state_key: Option<[u8; 32]>,
@@ -117,6 +157,7 @@ pub struct McpStack<M, L = Identity> {
 }
 
 /// Where the legacy HTTP+SSE transport is served.
+#[cfg(feature = "legacy-sse")]
 #[derive(Clone, Debug)]
 struct LegacyPaths {
     sse: String,
@@ -138,11 +179,16 @@ impl<M: MakeMcpService> McpStack<M> {
             keep_alive: None,
             client_request_timeout: crate::endpoint::DEFAULT_CLIENT_REQUEST_TIMEOUT,
             streamable_http: true,
+            #[cfg(feature = "legacy-sse")]
             legacy: None,
             cors: McpCors::new(),
+            #[cfg(feature = "auth")]
             authenticator: None,
+            #[cfg(feature = "auth")]
             challenge: None,
+            #[cfg(feature = "auth")]
             metadata: None,
+            #[cfg(feature = "auth")]
             scopes: ScopePolicy::new(),
             modern: true,
             request_state_key: None,
@@ -173,11 +219,16 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
             keep_alive: self.keep_alive,
             client_request_timeout: self.client_request_timeout,
             streamable_http: self.streamable_http,
+            #[cfg(feature = "legacy-sse")]
             legacy: self.legacy,
             cors: self.cors,
+            #[cfg(feature = "auth")]
             authenticator: self.authenticator,
+            #[cfg(feature = "auth")]
             challenge: self.challenge,
+            #[cfg(feature = "auth")]
             metadata: self.metadata,
+            #[cfg(feature = "auth")]
             scopes: self.scopes,
             modern: self.modern,
             request_state_key: self.request_state_key,
@@ -223,6 +274,8 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Authenticates every MCP request (both transports) with `authenticator`; the
     /// [`Principal`](crate::Principal) it returns binds the sessions it opens. `/ping`, CORS
     /// preflights and the protected-resource metadata stay open.
@@ -231,6 +284,8 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Serves the RFC 9728 protected-resource metadata document and points every challenge at
     /// it (`resource_metadata`, unless [`Self::challenge`] sets one).
     pub fn protected_resource(mut self, metadata: ProtectedResourceMetadata) -> Self {
@@ -238,12 +293,16 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Replaces how `WWW-Authenticate` challenges are built (realm, scope, resource metadata).
     pub fn challenge(mut self, challenge: ChallengeLayer) -> Self {
         self.challenge = Some(challenge);
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Scopes every request needs, and per-tool scopes for `tools/call` (403 step-up).
     pub fn scopes(mut self, policy: ScopePolicy) -> Self {
         self.scopes = policy;
@@ -256,6 +315,8 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
         self
     }
 
+    #[cfg(feature = "legacy-sse")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "legacy-sse")))]
     /// Also serves the legacy HTTP+SSE transport: `GET sse_path` and `POST messages_path`
     /// (conventionally `/sse` and `/messages`).
     pub fn legacy_sse(
@@ -347,16 +408,32 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
 }
 
 /// The MCP core that [`McpStack::layer`] layers wrap: rows 13–18 of the [table](crate::stack).
-pub type McpCore<M> =
-    RoutingHeaders<Modern<LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>>>;
+pub type McpCore<M> = RoutingHeaders<Modern<Sessions<M>>>;
+
+/// The session layer and what it wraps (the legacy transport in front, when it is built).
+#[cfg(feature = "legacy-sse")]
+type Sessions<M> = LegacySse<SessionService<SseService<McpEndpoint<M>>>, M>;
+#[cfg(not(feature = "legacy-sse"))]
+type Sessions<M> = SessionService<SseService<McpEndpoint<M>>>;
 
 /// The response body of [`McpCore`].
+#[cfg(feature = "legacy-sse")]
 pub type McpCoreBody = crate::sse::ResponseBody<crate::sse::ResponseBody<Full<Bytes>>>;
+/// The response body of [`McpCore`].
+#[cfg(not(feature = "legacy-sse"))]
+pub type McpCoreBody = crate::sse::ResponseBody<Full<Bytes>>;
 
 /// Everything inside authentication.
+#[cfg(feature = "auth")]
 type Authenticated<U> = SessionLookup<RequestBodyLimit<JsonRpcBody<Scope<U>>>>;
+#[cfg(not(feature = "auth"))]
+type Authenticated<U> = SessionLookup<RequestBodyLimit<JsonRpcBody<U>>>;
 
+/// Rows 5–11 and `U`.
+#[cfg(not(feature = "auth"))]
+type Guarded<U> = JsonRpcError<Origin<Authenticated<U>>>;
 /// Rows 4–11 and `U`, the core wrapped in the user's layers.
+#[cfg(feature = "auth")]
 type Guarded<U> = Challenge<
     JsonRpcError<
         Origin<tower::util::Either<Auth<Authenticated<U>, BoxAuthenticator>, Authenticated<U>>>,
@@ -374,6 +451,7 @@ where
     inner: MetadataFront<McpCorsService<Cors<Inner<L::Service>>>>,
     sessions: Arc<SessionRegistry>,
     listeners: Arc<ListenHub>,
+    #[cfg(feature = "legacy-sse")]
     legacy_sessions: Arc<SessionRegistry>,
 }
 
@@ -415,6 +493,7 @@ where
         if let Some(interval) = self.keep_alive {
             sse = sse.keep_alive(interval);
         }
+        #[cfg(feature = "legacy-sse")]
         let legacy = match &self.legacy {
             Some(paths) => LegacySseLayer::new(endpoint.clone())
                 .sse_path(paths.sse.clone())
@@ -425,38 +504,51 @@ where
                 .handshake_timeout(sessions.handshake_timeout()),
             None => LegacySseLayer::disabled(endpoint.clone()),
         };
-        let legacy_sessions = legacy.sessions().clone();
-        let challenge = match (self.challenge, &self.metadata) {
-            (Some(challenge), _) => challenge,
-            (None, Some(metadata)) => ChallengeLayer::for_metadata(metadata),
-            (None, None) => ChallengeLayer::new(),
-        };
+        #[cfg(feature = "legacy-sse")]
+        let (legacy_sessions, legacy_paths) = (
+            legacy.sessions().clone(),
+            self.legacy
+                .as_ref()
+                .map(|paths| (Arc::from(&*paths.sse), Arc::from(&*paths.messages))),
+        );
+        #[cfg(not(feature = "legacy-sse"))]
+        let (legacy, legacy_paths) = (Identity::new(), None);
+        // Without the auth feature these rows are `Identity`: the chain reads the same.
+        #[cfg(feature = "auth")]
+        let (metadata, challenge, authenticate, scope) = (
+            self.metadata.as_ref().map(|m| m.clone().into_service()),
+            match (self.challenge, &self.metadata) {
+                (Some(challenge), _) => challenge,
+                (None, Some(metadata)) => ChallengeLayer::for_metadata(metadata),
+                (None, None) => ChallengeLayer::new(),
+            },
+            tower::util::option_layer(self.authenticator.map(AuthLayer::new)),
+            ScopeLayer::new(self.scopes),
+        );
+        #[cfg(not(feature = "auth"))]
+        let (metadata, challenge, authenticate, scope) =
+            (None, Identity::new(), Identity::new(), Identity::new());
         let routes = RoutesLayer {
             path_routing: self.endpoint_path.is_some(),
             endpoint_path: self
                 .endpoint_path
                 .filter(|_| self.streamable_http)
                 .map(Arc::from),
-            legacy: self
-                .legacy
-                .as_ref()
-                .map(|paths| (Arc::from(&*paths.sse), Arc::from(&*paths.messages))),
+            legacy: legacy_paths,
         };
         let inner = ServiceBuilder::new()
-            .layer(MetadataFrontLayer {
-                metadata: self.metadata.map(ProtectedResourceMetadata::into_service),
-            })
+            .layer(MetadataFrontLayer { metadata })
             .layer(self.cors.layer())
             .layer(routes)
             .layer(challenge)
             .layer(JsonRpcErrorLayer::new())
             .layer(self.origin)
             // Before the body is read: unauthenticated bodies are never buffered.
-            .option_layer(self.authenticator.map(AuthLayer::new))
+            .layer(authenticate)
             .layer(session.lookup())
             .layer(RequestBodyLimitLayer::new(self.max_body_size))
             .layer(JsonRpcBodyLayer::new())
-            .layer(ScopeLayer::new(self.scopes))
+            .layer(scope)
             .layer(self.layer)
             // Header/body disagreements first, then the era decision and `_meta`.
             .layer(routing)
@@ -469,6 +561,7 @@ where
             inner,
             sessions,
             listeners,
+            #[cfg(feature = "legacy-sse")]
             legacy_sessions,
         }
     }
@@ -484,6 +577,7 @@ where
             inner: self.inner.clone(),
             sessions: self.sessions.clone(),
             listeners: self.listeners.clone(),
+            #[cfg(feature = "legacy-sse")]
             legacy_sessions: self.legacy_sessions.clone(),
         }
     }
@@ -515,6 +609,8 @@ where
         &self.listeners
     }
 
+    #[cfg(feature = "legacy-sse")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "legacy-sse")))]
     /// The legacy HTTP+SSE session table (one session per open `/sse` stream).
     pub fn legacy_sessions(&self) -> &Arc<SessionRegistry> {
         &self.legacy_sessions
@@ -556,6 +652,18 @@ where
 #[derive(Clone)]
 struct MetadataFrontLayer {
     metadata: Option<MetadataService>,
+}
+
+/// Without the auth feature there is no document to serve.
+#[cfg(not(feature = "auth"))]
+#[derive(Clone, Debug)]
+enum MetadataService {}
+
+#[cfg(not(feature = "auth"))]
+impl MetadataService {
+    fn respond_to<B>(&self, _: &Request<B>) -> Option<Response<Bytes>> {
+        match *self {}
+    }
 }
 
 impl<S> Layer<S> for MetadataFrontLayer {

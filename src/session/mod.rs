@@ -59,6 +59,7 @@ mod layer;
 mod registry;
 
 pub use self::future::ResponseFuture;
+#[cfg(feature = "legacy-sse")]
 pub(crate) use self::layer::DEFAULT_RETRY_AFTER_SECS;
 pub use self::layer::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LookupFuture, SessionLayer, SessionLookup,

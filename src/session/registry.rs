@@ -300,6 +300,7 @@ impl Session {
         }
     }
 
+    #[cfg(feature = "legacy-sse")]
     /// A sender for the standalone stream (the legacy transport's only stream). Holding it keeps
     /// the stream open after the session ends, until what it carries has been sent.
     pub(crate) fn standalone_sender(&self) -> Option<mpsc::Sender<StreamEvent>> {

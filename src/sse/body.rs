@@ -120,6 +120,7 @@ pub(crate) struct EventStream {
     /// A standalone stream read directly gives its receiver back to the session when it ends.
     returns_standalone: bool,
     /// Whatever must live exactly as long as the connection (a legacy session).
+    #[cfg(feature = "legacy-sse")]
     owner: Option<Box<dyn std::any::Any + Send>>,
 }
 
@@ -141,10 +142,12 @@ impl EventStream {
             keep_alive,
             guard,
             returns_standalone: false,
+            #[cfg(feature = "legacy-sse")]
             owner: None,
         }
     }
 
+    #[cfg(feature = "legacy-sse")]
     /// Keeps `owner` alive until the connection ends, then drops it.
     pub(crate) fn owned_by(mut self, owner: impl Send + 'static) -> Self {
         self.owner = Some(Box::new(owner));

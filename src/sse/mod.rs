@@ -78,9 +78,11 @@ mod pump;
 mod store;
 
 pub use self::body::ResponseBody;
+#[cfg(feature = "legacy-sse")]
 pub(crate) use self::body::{EventStream, Source};
 pub use self::event::{EventId, EventStore, InvalidEventId};
 pub use self::future::ResponseFuture;
+#[cfg(feature = "legacy-sse")]
 pub(crate) use self::layer::sse_headers;
 pub use self::layer::{SseLayer, SseService};
 pub use self::pump::DEFAULT_STALL_TIMEOUT;

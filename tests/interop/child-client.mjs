@@ -1,4 +1,4 @@
-// Interop client for the stdio bridge (tests/stdio.rs): the official TypeScript MCP SDK
+// Interop client for the stdio bridge (mcp-proxy/tests/stdio.rs): the official TypeScript MCP SDK
 // (@modelcontextprotocol/sdk, pinned in package.json) talking to `mcp-proxy -- node <server-everything> stdio`.
 //
 //   node child-client.mjs <url> [streamable|sse]

@@ -1,4 +1,4 @@
-"""Interop client for the stdio bridge (tests/stdio.rs): the official Python MCP SDK (`mcp`, pinned in
+"""Interop client for the stdio bridge (mcp-proxy/tests/stdio.rs): the official Python MCP SDK (`mcp`, pinned in
 requirements.txt) talking to `mcp-proxy -- node <server-everything> stdio`.
 
     .venv/bin/python child_client.py <url> [streamable|sse]

@@ -1,5 +1,5 @@
 """Interop client: the official Python MCP SDK (`mcp`, pinned in requirements.txt) talking to an MCP
-server over HTTP. Used by tests/interop.rs; can also be run by hand:
+server over HTTP. Used by mcp-proxy/tests/interop.rs; can also be run by hand:
 
     .venv/bin/python py_client.py <url> [streamable|sse]     # MCP_TOKEN=... adds a bearer header
 

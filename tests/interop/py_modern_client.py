@@ -1,6 +1,6 @@
 """Interop client: the official Python MCP SDK 2.x (`mcp`, pinned in requirements-modern.txt,
 installed in .venv-modern) against an MCP server over Streamable HTTP. Used by
-tests/interop_modern.rs; can also be run by hand:
+mcp-proxy/tests/interop_modern.rs; can also be run by hand:
 
     .venv-modern/bin/python py_modern_client.py <url> <2026-07-28|auto|legacy> [steps]
 

@@ -1,5 +1,5 @@
 // Interop client: the official TypeScript MCP SDK (@modelcontextprotocol/sdk, pinned in package.json)
-// talking to an MCP server over HTTP. Used by tests/interop.rs; can also be run by hand:
+// talking to an MCP server over HTTP. Used by mcp-proxy/tests/interop.rs; can also be run by hand:
 //
 //   node ts-client.mjs <url> [streamable|sse]        # MCP_TOKEN=... adds "Authorization: Bearer ..."
 //

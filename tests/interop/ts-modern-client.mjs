@@ -1,5 +1,5 @@
 // Interop client: the official TypeScript MCP client 2.x (@modelcontextprotocol/client, pinned in
-// package.json) against an MCP server over Streamable HTTP. Used by tests/interop_modern.rs; can
+// package.json) against an MCP server over Streamable HTTP. Used by mcp-proxy/tests/interop_modern.rs; can
 // also be run by hand:
 //
 //   node ts-modern-client.mjs <url> <pin|auto|legacy> [steps]

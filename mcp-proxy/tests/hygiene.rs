@@ -17,7 +17,7 @@
 //! The stdio-specific findings (the oversized child line, the cap as a child-process cap,
 //! `--shell`) are in `tests/stdio.rs`.
 
-mod stdio_support;
+mod support;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use stdio_support::*;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -40,7 +40,7 @@ const NOT_BEFORE: Duration = Duration::from_millis(900);
 
 /// The proxy with the built-in server (no COMMAND).
 fn builtin(flags: &[&str]) -> Proxy {
-    Proxy::start(flags, &[])
+    Proxy::builtin(flags)
 }
 
 async fn connect(proxy: &Proxy) -> TcpStream {

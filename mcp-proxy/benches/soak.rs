@@ -1,7 +1,7 @@
 //! Soak: the `mcp-proxy` binary under minutes of mixed, churning traffic, with its resident
 //! memory and open file descriptors read from /proc at the start, every 30 s and at the end.
 //!
-//! `cargo bench --bench soak` runs the release binary for 3 minutes; `MCP_SOAK_SECS` sets the
+//! `cargo bench -p mcp-proxy --bench soak` runs the release binary for 3 minutes; `MCP_SOAK_SECS` sets the
 //! length, `MCP_SOAK_WORKERS` the number of concurrent clients (default 8) and `MCP_SOAK_ARGS`
 //! extra server flags. Under `cargo test --benches` it runs 3 s as a smoke test. The server
 //! listens on 127.0.0.1, port 0, with default flags; every client loops over four scenarios:
@@ -17,8 +17,8 @@
 //! status, a missing or wrong answer, a timeout) or when the server no longer answers. Linux only
 //! (/proc).
 
-#[path = "../tests/support/proxy.rs"]
-mod proxy;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -638,12 +638,11 @@ fn main() {
     let workers = env("MCP_SOAK_WORKERS", 8).max(1);
     let args = std::env::var("MCP_SOAK_ARGS").unwrap_or_default();
     let args: Vec<&str> = args.split_whitespace().collect();
-    let server = proxy::Server::start(&args);
-    let pid = server.pid();
+    let server = support::Proxy::builtin(&args);
+    let pid = server.pid;
     let addr: SocketAddr = server
-        .url
+        .base
         .trim_start_matches("http://")
-        .trim_end_matches("/mcp")
         .parse()
         .expect("the server's address");
     println!(

@@ -8,22 +8,15 @@
 //! `tests/interop/.venv`). Without them the tests print a skip line and pass, except under CI
 //! (`CI` set), where a missing install is a failure.
 
-#[path = "support/proxy.rs"]
-mod proxy;
+mod support;
 
-use proxy::Server;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
+use support::Proxy;
 
 /// How long one client run may take (a run normally takes well under 2 s).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-}
 
 /// `true` if the client is installed; otherwise panics: these tests are `#[ignore]`d and run
 /// only when asked for (`bash .ci/run` installs the clients, then runs them).
@@ -44,9 +37,9 @@ struct ClientRun {
 }
 
 /// Runs a client to completion (killed after `CLIENT_TIMEOUT`), capturing its output.
-fn run_client(cmd: Command, server: &Server) -> ClientRun {
+fn run_client(cmd: Command, server: &Proxy) -> ClientRun {
     let label = format!("{cmd:?}");
-    let run = proxy::run_client(cmd, &interop_dir(), CLIENT_TIMEOUT);
+    let run = support::run_client(cmd, &support::interop_dir(), CLIENT_TIMEOUT);
     let Some(status) = run.status else {
         panic!(
             "client {label} did not finish within {CLIENT_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}\nserver:\n{}",
@@ -62,7 +55,7 @@ fn run_client(cmd: Command, server: &Server) -> ClientRun {
     }
 }
 
-fn client_failed(label: &str, why: &str, run: &ClientRun, server: &Server) -> ! {
+fn client_failed(label: &str, why: &str, run: &ClientRun, server: &Proxy) -> ! {
     panic!(
         "{label}: {why}\nexit: {}\nclient stdout:\n{}\nclient stderr:\n{}\nserver output:\n{}",
         run.status,
@@ -73,7 +66,7 @@ fn client_failed(label: &str, why: &str, run: &ClientRun, server: &Server) -> ! 
 }
 
 /// The checks shared by every client: exit 0, tools listed, `echo` and `add` answered.
-fn assert_client_ok(label: &str, run: &ClientRun, server: &Server) {
+fn assert_client_ok(label: &str, run: &ClientRun, server: &Proxy) {
     let fail = |why: &str| client_failed(label, why, run, server);
     if !run.status.success() {
         fail("client failed");
@@ -99,14 +92,14 @@ fn assert_client_ok(label: &str, run: &ClientRun, server: &Server) {
     if run.stdout.contains("isError: true") {
         fail("a tool call returned isError: true");
     }
-    println!("{label} ok against {}:\n{}", server.url, run.stdout);
+    println!("{label} ok against {}:\n{}", server.url(), run.stdout);
 }
 
 /// The client's URL and transport argument: Streamable HTTP at `/mcp`, legacy SSE at `/sse`.
-fn target(server: &Server, transport: &str) -> String {
+fn target(server: &Proxy, transport: &str) -> String {
     match transport {
-        "sse" => format!("{}/sse", server.url.trim_end_matches("/mcp")),
-        _ => server.url.clone(),
+        "sse" => format!("{}/sse", server.url().trim_end_matches("/mcp")),
+        _ => server.url().clone(),
     }
 }
 
@@ -115,12 +108,12 @@ fn ts_client(label: &str, server_args: &[&str]) {
 }
 
 fn ts_client_over(label: &str, server_args: &[&str], transport: &str) {
-    let dir = interop_dir();
+    let dir = support::interop_dir();
     let sdk = dir.join("node_modules/@modelcontextprotocol/sdk/package.json");
     if !client_installed("the TypeScript SDK client", &sdk) {
         return;
     }
-    let server = Server::start(server_args);
+    let server = Proxy::builtin(server_args);
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("ts-client.mjs"))
         .arg(target(&server, transport))
@@ -134,12 +127,12 @@ fn python_client(label: &str, server_args: &[&str]) {
 }
 
 fn python_client_over(label: &str, server_args: &[&str], transport: &str) {
-    let dir = interop_dir();
+    let dir = support::interop_dir();
     let python = dir.join(".venv/bin/python");
     if !client_installed("the Python `mcp` client (venv)", &python) {
         return;
     }
-    let server = Server::start(server_args);
+    let server = Proxy::builtin(server_args);
     let mut cmd = Command::new(&python);
     cmd.arg(dir.join("py_client.py"))
         .arg(target(&server, transport))

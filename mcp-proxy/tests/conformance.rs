@@ -16,24 +16,17 @@
 //! then runs these tests: they are `#[ignore]`d, so a plain `cargo test` lists them as ignored
 //! instead of passing without the suite; asked for without the install, they fail.
 
-#[path = "support/proxy.rs"]
-mod proxy;
+mod support;
 
-use proxy::Server;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
+use support::Proxy;
 
 /// How long one suite run may take (a whole run normally takes 2-3 s on loopback).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(180);
 /// At most this much of one scenario's failing checks goes into a failure message.
 const MAX_CHECKS_CHARS: usize = 8_000;
-
-fn conformance_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("conformance")
-}
 
 /// One pinned version of the suite, installed under `node_modules/<alias>`.
 struct Suite {
@@ -72,12 +65,14 @@ const SUITE_0_2_MODERN: Suite = Suite {
 
 /// The Node 22 binary shipped by the `node` npm package.
 fn node_binary() -> PathBuf {
-    conformance_dir().join("node_modules/node/bin/node")
+    support::conformance_dir().join("node_modules/node/bin/node")
 }
 
 /// The suite's CLI entry; fails when the suite (or the version pinned) is not installed.
 fn installed_entry(suite: &Suite) -> PathBuf {
-    let package = conformance_dir().join("node_modules").join(suite.alias);
+    let package = support::conformance_dir()
+        .join("node_modules")
+        .join(suite.alias);
     let entry = package.join(suite.entry);
     for marker in [node_binary(), entry.clone()] {
         assert!(
@@ -176,16 +171,16 @@ struct SuiteRun {
 }
 
 /// Runs the suite to completion (killed after `SUITE_TIMEOUT`), capturing its output.
-fn run_suite(entry: &Path, suite: &Suite, server: &Server, results: &Path) -> SuiteRun {
+fn run_suite(entry: &Path, suite: &Suite, server: &Proxy, results: &Path) -> SuiteRun {
     let mut cmd = Command::new(node_binary());
     cmd.arg(entry)
-        .args(["server", "--url", &server.url])
+        .args(["server", "--url", &server.url()])
         .args(suite.args)
         .arg("-o")
         .arg(results);
     // The suite runs on its own Node: options meant for another one must not leak in.
     cmd.env_remove("NODE_OPTIONS");
-    let run = proxy::run_client(cmd, &conformance_dir(), SUITE_TIMEOUT);
+    let run = support::run_client(cmd, &support::conformance_dir(), SUITE_TIMEOUT);
     let Some(status) = run.status else {
         panic!(
             "conformance {} did not finish within {SUITE_TIMEOUT:?} (killed)\nstdout:\n{}\n\
@@ -330,8 +325,8 @@ fn conformance_against(suite: &Suite, target: Target) {
         .unwrap_or_else(|e| panic!("creating {}: {e}", results.display()));
 
     let server = match target {
-        Target::BuiltIn => Server::start(&[]),
-        Target::StdioChild => Server::start(&["--", env!("CARGO_BIN_EXE_mcp-proxy"), "--stdio"]),
+        Target::BuiltIn => Proxy::builtin(&[]),
+        Target::StdioChild => Proxy::builtin(&["--", env!("CARGO_BIN_EXE_mcp-proxy"), "--stdio"]),
     };
     let started = Instant::now();
     let run = run_suite(&entry, suite, &server, &results);
@@ -365,7 +360,7 @@ fn conformance_against(suite: &Suite, target: Target) {
         panic!(
             "{label} against {}: {problem}\nexit: {}\nfailing scenarios:\n{}\n{}\
              suite stdout:\n{}\nsuite stderr:\n{}\nserver output:\n{}\n(results in {})",
-            server.url,
+            server.url(),
             run.status,
             run.stdout
                 .lines()
@@ -383,7 +378,7 @@ fn conformance_against(suite: &Suite, target: Target) {
     let (passed, failures) = total.expect("checked above");
     println!(
         "{label} against {}: {passed} passed, {failures} failed (scored: 0) in {elapsed:.1?}",
-        server.url
+        server.url()
     );
 }
 

@@ -35,14 +35,13 @@
 //!
 //! Run that way with a client missing, a test fails and says to run `.ci/run`.
 
-#[path = "support/proxy.rs"]
-mod proxy;
+mod support;
 
-use proxy::Server;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use support::Proxy;
 
 /// How long one client run may take (a run normally takes 1–3 s; the scripts give up after 45 s).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -71,12 +70,6 @@ enum Mode {
     Auto,
     /// The 2025 `initialize` handshake only.
     Legacy,
-}
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
 }
 
 /// Panics (the test was asked for explicitly) if the client is not installed.
@@ -136,7 +129,7 @@ impl Observed {
 
 fn run(sdk: Sdk, mode: Mode, steps: &str) -> Observed {
     // The built-in server: no command after the options.
-    let server = Server::start(&[]);
+    let server = Proxy::builtin(&[]);
     run_with(&server, sdk, mode, steps, Target::Builtin)
 }
 
@@ -151,14 +144,14 @@ enum Target {
 
 /// `mcp-proxy -- npx -y @modelcontextprotocol/server-everything`, the child run in
 /// `tests/interop` (whose `node_modules` holds it, so npx downloads nothing).
-fn everything_proxy() -> Server {
-    let dir = interop_dir();
+fn everything_proxy() -> Proxy {
+    let dir = support::interop_dir();
     require_installed(
         "@modelcontextprotocol/server-everything",
         &dir.join("node_modules/@modelcontextprotocol/server-everything/package.json"),
     );
     let cwd = dir.to_str().expect("a UTF-8 path");
-    Server::start(&[
+    Proxy::builtin(&[
         "--cwd",
         cwd,
         "--",
@@ -168,8 +161,8 @@ fn everything_proxy() -> Server {
     ])
 }
 
-fn run_with(server: &Server, sdk: Sdk, mode: Mode, steps: &str, target: Target) -> Observed {
-    let dir = interop_dir();
+fn run_with(server: &Proxy, sdk: Sdk, mode: Mode, steps: &str, target: Target) -> Observed {
+    let dir = support::interop_dir();
     let mut cmd = match sdk {
         Sdk::Ts => {
             require_installed(
@@ -200,8 +193,8 @@ fn run_with(server: &Server, sdk: Sdk, mode: Mode, steps: &str, target: Target) 
     if target == Target::Everything {
         cmd.env("INTEROP_TARGET", "everything");
     }
-    cmd.arg(&server.url).arg(mode_arg).arg(steps);
-    let run = proxy::run_client(cmd, &dir, CLIENT_TIMEOUT);
+    cmd.arg(server.url()).arg(mode_arg).arg(steps);
+    let run = support::run_client(cmd, &dir, CLIENT_TIMEOUT);
 
     let mut observed = Observed {
         label,
@@ -231,7 +224,9 @@ fn run_with(server: &Server, sdk: Sdk, mode: Mode, steps: &str, target: Target) 
     observed.step("done");
     println!(
         "{} ok against {}:\n{}",
-        observed.label, server.url, observed.stdout
+        observed.label,
+        server.url(),
+        observed.stdout
     );
     observed
 }
@@ -490,7 +485,7 @@ fn check_everything_tools(o: &Observed) {
     }
 }
 
-fn modern_through_child(server: &Server, sdk: Sdk, mode: Mode) {
+fn modern_through_child(server: &Proxy, sdk: Sdk, mode: Mode) {
     let o = run_with(
         server,
         sdk,
@@ -540,7 +535,7 @@ fn modern_through_child(server: &Server, sdk: Sdk, mode: Mode) {
     }
 }
 
-fn legacy_through_child(server: &Server, sdk: Sdk) {
+fn legacy_through_child(server: &Proxy, sdk: Sdk) {
     let o = run_with(
         server,
         sdk,

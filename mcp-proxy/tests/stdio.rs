@@ -23,7 +23,7 @@
 //! The Node pieces are installed by `.ci/run`; without them those tests print a skip line and
 //! pass, except under CI (`CI` set). The fixture needs only `python3`.
 
-mod stdio_support;
+mod support;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -31,7 +31,7 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use stdio_support::*;
+use support::*;
 use tokio::sync::RwLock;
 
 /// The 100-session test takes this exclusively: 100 processes starting at once must not starve
@@ -71,15 +71,16 @@ fn assert_child_client(
 ) {
     let fail = |why: &str| -> ! {
         panic!(
-            "{label}: {why}\nexit: {}\nclient stdout:\n{}\nclient stderr:\n{}\nproxy output:\n{}",
+            "{label}: {why}\nexit: {:?} after {:?}\nclient stdout:\n{}\nclient stderr:\n{}\nproxy output:\n{}",
             run.status,
+            run.took,
             run.stdout,
             run.stderr,
             proxy.log()
         )
     };
-    if !run.status.success() {
-        fail("client failed");
+    if !run.succeeded() {
+        fail("client failed (or did not finish in time)");
     }
     let line = |prefix: &str| {
         run.stdout
@@ -150,7 +151,7 @@ fn ts_child_client(label: &str, transport: &str) {
     cmd.arg(interop_dir().join("child-client.mjs"))
         .arg(client_url(&proxy, transport))
         .arg(transport);
-    let run = run_client(cmd, &proxy);
+    let run = run_client(cmd, &interop_dir(), CLIENT_TIMEOUT);
     assert_child_client(label, &run, &proxy, TS_MODEL_TEXT, transport);
     let gone = assert_children_gone(label, &proxy);
     println!(
@@ -175,7 +176,7 @@ fn python_child_client(label: &str, transport: &str) {
         .arg(transport)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    let run = run_client(cmd, &proxy);
+    let run = run_client(cmd, &interop_dir(), CLIENT_TIMEOUT);
     assert_child_client(label, &run, &proxy, PY_MODEL_TEXT, transport);
     let gone = assert_children_gone(label, &proxy);
     println!(
@@ -768,7 +769,7 @@ async fn child_stderr_is_logged_with_the_session_id() {
         proxy
             .log()
             .lines()
-            .filter(|l| l.starts_with("[stderr]"))
+            .filter(|l| l.starts_with("[mcp-proxy stderr]"))
             .any(|l| l.contains(&format!("[{session}] {text}")))
     };
     let logged = wait_until(Duration::from_secs(5), || {
@@ -789,7 +790,7 @@ async fn child_stderr_is_logged_with_the_session_id() {
         let log = proxy.log();
         let pid: u32 = log
             .lines()
-            .filter(|l| l.starts_with("[stderr]"))
+            .filter(|l| l.starts_with("[mcp-proxy stderr]"))
             .find_map(|l| l.split(&format!("[{session}] fixture started pid=")).nth(1))
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("no startup line for {session}\nproxy:\n{log}"));
@@ -804,7 +805,7 @@ async fn child_stderr_is_logged_with_the_session_id() {
 async fn missing_command_fails_initialize_and_the_proxy_keeps_serving() {
     let _machine = MACHINE.read().await;
     let missing = "/nonexistent/mcp-tower-http-tests/no-such-mcp-server";
-    let mut proxy = Proxy::start(&[], &[missing.into(), "stdio".into()]);
+    let mut proxy = Proxy::start(&[], &[missing, "stdio"]);
     let url = proxy.url();
     for attempt in 0..3 {
         let reply = post(&url, None, &initialize_body(1)).await;

@@ -1,11 +1,11 @@
 //! 2026-07-28 clients through `mcp-proxy -- CMD`: the pool of children that bridges a 2025
 //! stdio server to sessionless clients (see the `stdio` module docs), over loopback sockets
-//! against the real binary, with `tests/fixtures/modern_child.py` as the child.
+//! against the real binary, with `mcp-proxy/tests/fixtures/modern_child.py` as the child.
 //!
 //! Processes are counted in `/proc` (children of the proxy's pid, zombies included) after each
 //! scenario: the pool's bound, reuse, reaping of idle and dead children, and shutdown.
 
-mod stdio_support;
+mod support;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -18,21 +18,18 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use stdio_support::{
-    HTTP_TIMEOUT, Proxy, Reply, children_of, delete, fixture_command, initialize, is_running,
-    must_send, post, request_body, wait_until,
+use support::{
+    HTTP_TIMEOUT, Proxy, Reply, children_of, delete, initialize, is_running, must_send, post,
+    request_body, wait_until,
 };
 
 const MODERN: &str = "2026-07-28";
 
-/// `python3 -u tests/fixtures/modern_child.py [flags]`, or `None` (after a skip line) without
+/// `python3 -u mcp-proxy/tests/fixtures/modern_child.py [flags]`, or `None` (after a skip line) without
 /// python3.
 fn child_command(flags: &[&str]) -> Option<Vec<OsString>> {
-    let python = fixture_command()?.into_iter().next()?;
-    let script = stdio_support::repo_dir()
-        .join("tests")
-        .join("fixtures")
-        .join("modern_child.py");
+    let python = support::python()?;
+    let script = support::fixtures_dir().join("modern_child.py");
     let mut command = vec![python, "-u".into(), script.into()];
     command.extend(flags.iter().map(OsString::from));
     Some(command)

@@ -8,10 +8,9 @@
 //!   `/proc`).
 //! - `--stdio` with a COMMAND is refused.
 
-mod common;
-mod stdio_support;
+mod support;
 
-use http::{Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -19,7 +18,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
-use stdio_support::{Proxy, wait_until, wait_until_blocking};
+use support::{
+    EventStream, Proxy, header, must_send, sse_messages, wait_until, wait_until_blocking,
+};
 
 const VERSION: &str = "2025-11-25";
 /// The bound on every wait for the binary's output.
@@ -151,21 +152,42 @@ fn stdio_with_a_command_is_refused() {
     assert!(output.stdout.is_empty(), "{output:?}");
 }
 
+const ACCEPT_BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
 /// The headers of a conforming POST on `session`.
 fn headers(session: Option<&str>) -> Vec<(&str, &str)> {
-    common::session_headers(session, VERSION)
+    let mut headers = vec![ACCEPT_BOTH, JSON, ("mcp-protocol-version", VERSION)];
+    headers.extend(session.map(|s| ("mcp-session-id", s)));
+    headers
 }
 
-/// The first message of an SSE response body that `wanted` accepts.
-async fn read_until(body: &mut hyper::body::Incoming, wanted: impl Fn(&Value) -> bool) -> Value {
+/// POSTs `body`; status, headers and the whole body.
+async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, HeaderMap, String) {
+    let reply = must_send(Method::POST, url, headers, body.to_owned()).await;
+    (reply.status, reply.headers, reply.body)
+}
+
+/// The one JSON-RPC message of a JSON or SSE body.
+fn one_message(headers: &HeaderMap, body: &str) -> Value {
+    let mut messages = if header(headers, "content-type").starts_with("text/event-stream") {
+        sse_messages(body)
+    } else {
+        vec![serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))]
+    };
+    assert_eq!(messages.len(), 1, "one message in {body:?}");
+    messages.remove(0)
+}
+
+/// The first message of an SSE response that `wanted` accepts.
+async fn read_until(stream: &mut EventStream, wanted: impl Fn(&Value) -> bool) -> Value {
     loop {
-        let frame = common::next_frame(body, WAIT)
+        let message = stream
+            .next_message(WAIT)
             .await
             .expect("the stream ended before the expected message");
-        for message in common::sse_messages(std::str::from_utf8(&frame).unwrap()) {
-            if wanted(&message) {
-                return message;
-            }
+        if wanted(&message) {
+            return message;
         }
     }
 }
@@ -176,23 +198,18 @@ async fn the_built_in_server_as_a_stdio_child_of_the_proxy() {
     let proxy = Proxy::start(&[], &command);
     let url = proxy.url();
 
-    let (status, h, body) = common::post(
-        &url,
-        &[common::ACCEPT_BOTH, common::JSON],
-        &initialize_body(1).to_string(),
-    )
-    .await;
+    let (status, h, body) = post(&url, &[ACCEPT_BOTH, JSON], &initialize_body(1).to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", proxy.log());
-    let init = common::one_message(&h, &body);
+    let init = one_message(&h, &body);
     assert_eq!(init["result"]["protocolVersion"], VERSION, "{init}");
     assert_eq!(
         init["result"]["serverInfo"]["name"], "mcp-tower-http-everything",
         "the answer comes from the child: {init}"
     );
-    let session = common::header(&h, "mcp-session-id").to_owned();
+    let session = header(&h, "mcp-session-id").to_owned();
     assert!(!session.is_empty(), "{h:?}");
     let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    let (status, _, body) = common::post(&url, &headers(Some(&session)), initialized).await;
+    let (status, _, body) = post(&url, &headers(Some(&session)), initialized).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 
     let children = proxy.live_children();
@@ -200,9 +217,9 @@ async fn the_built_in_server_as_a_stdio_child_of_the_proxy() {
     assert_eq!(children[0].comm, "mcp-proxy", "{children:?}");
 
     let list = request_body(2, "tools/list", json!({})).to_string();
-    let (status, h, body) = common::post(&url, &headers(Some(&session)), &list).await;
+    let (status, h, body) = post(&url, &headers(Some(&session)), &list).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let tools = common::one_message(&h, &body);
+    let tools = one_message(&h, &body);
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("tools: {tools}"))
@@ -215,9 +232,9 @@ async fn the_built_in_server_as_a_stdio_child_of_the_proxy() {
 
     let echo = json!({ "name": "echo", "arguments": { "text": "through two hops" } });
     let echo = request_body(3, "tools/call", echo).to_string();
-    let (status, h, body) = common::post(&url, &headers(Some(&session)), &echo).await;
+    let (status, h, body) = post(&url, &headers(Some(&session)), &echo).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let echoed = common::one_message(&h, &body);
+    let echoed = one_message(&h, &body);
     assert_eq!(echoed["id"], 3, "{echoed}");
     assert_eq!(
         echoed["result"]["content"][0]["text"], "through two hops",
@@ -228,33 +245,31 @@ async fn the_built_in_server_as_a_stdio_child_of_the_proxy() {
     // the client's answer goes back down to the child.
     let sampling = json!({ "name": "test_sampling", "arguments": { "prompt": "say hi" } });
     let sampling = request_body(4, "tools/call", sampling).to_string();
-    let mut stream = common::open(Method::POST, &url, &headers(Some(&session)), sampling).await;
-    assert_eq!(stream.status(), StatusCode::OK);
-    let request = read_until(stream.body_mut(), |m| m.get("method").is_some()).await;
+    let mut stream =
+        EventStream::request(Method::POST, &url, &headers(Some(&session)), sampling).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let request = read_until(&mut stream, |m| m.get("method").is_some()).await;
     assert_eq!(request["method"], "sampling/createMessage", "{request}");
     let answer = json!({
         "jsonrpc": "2.0",
         "id": request["id"],
         "result": { "role": "assistant", "model": "test", "content": { "type": "text", "text": "hi there" } },
     });
-    let (status, _, body) = common::post(&url, &headers(Some(&session)), &answer.to_string()).await;
+    let (status, _, body) = post(&url, &headers(Some(&session)), &answer.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let result = read_until(stream.body_mut(), |m| m.get("id") == Some(&json!(4))).await;
+    let result = read_until(&mut stream, |m| m.get("id") == Some(&json!(4))).await;
     assert_eq!(
         result["result"]["content"][0]["text"], "LLM response: hi there",
         "{result}"
     );
 
     // Ending the session ends the child, and it is reaped.
-    let (status, _, body) = common::delete(
-        &url,
-        &[
-            ("mcp-session-id", &session),
-            ("mcp-protocol-version", VERSION),
-        ],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", VERSION),
+    ];
+    let reply = must_send(Method::DELETE, &url, &headers, "").await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply}");
     let gone = wait_until(WAIT, || proxy.children().is_empty()).await;
     assert!(
         gone.is_ok(),
@@ -305,14 +320,14 @@ async fn a_2025_child_of_this_crate_names_its_input_requests_for_2026_07_28_clie
         async move {
             let headers: Vec<(&str, &str)> =
                 headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            common::post(&url, &headers, &body).await
+            post(&url, &headers, &body).await
         }
     };
 
     let (headers, body) = modern_call(1, "test_input_required_result_elicitation", json!({}));
     let (status, h, body) = post(headers, body).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", proxy.log());
-    let round = common::one_message(&h, &body);
+    let round = one_message(&h, &body);
     let result = &round["result"];
     assert_eq!(result["resultType"], "input_required", "{round}");
     let request = &result["inputRequests"]["user_name"];
@@ -330,7 +345,7 @@ async fn a_2025_child_of_this_crate_names_its_input_requests_for_2026_07_28_clie
     let (headers, body) = modern_call(2, "test_input_required_result_elicitation", retry);
     let (status, h, body) = post(headers, body).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", proxy.log());
-    let done = common::one_message(&h, &body);
+    let done = one_message(&h, &body);
     assert_eq!(done["id"], 2, "{done}");
     assert_eq!(
         done["result"]["content"][0]["text"], "Hello, Ada!",

@@ -1,0 +1,196 @@
+//! The accept loop: binds, builds the stack, serves connections until a signal.
+
+use crate::cli::Transports;
+use crate::config::Config;
+use crate::conn::{ConnSettings, Connection, ConnectionLimit};
+use crate::drain::{InFlight, Tracked};
+use crate::managed::{Lifecycle, Managed};
+use crate::shutdown::{Signals, Teardown, shutdown};
+use crate::tls::TLS_HANDSHAKE_TIMEOUT;
+use mcp_tower_http::auth::ChallengeLayer;
+use mcp_tower_http::cors::McpCors;
+use mcp_tower_http::origin::OriginLayer;
+use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
+use mcp_tower_http::stdio::StdioPool;
+use mcp_tower_http::timeout::RequestTimeoutLayer;
+use mcp_tower_http::{MakeMcpService, McpStack};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::Layer;
+
+pub(crate) async fn serve<M: MakeMcpService>(
+    config: &Config,
+    tls: Option<TlsAcceptor>,
+    make: M,
+    pool: Option<StdioPool>,
+) -> std::io::Result<()> {
+    // Signal handlers first, so a signal during start-up is not lost.
+    let mut signals = Signals::new();
+
+    let mut origin = OriginLayer::localhost();
+    for allowed in &config.allowed_origins {
+        origin = origin.allow_origin(allowed);
+    }
+    if !config.allowed_hosts.is_empty() {
+        origin = origin.allow_hosts(&config.allowed_hosts);
+    }
+    let sse = if config.event_store {
+        SseLayer::new().event_store(
+            InMemoryEventStore::new().max_events_per_session(config.event_store_max_events),
+        )
+    } else {
+        SseLayer::new().without_event_store()
+    };
+    let (stop, stopping) = watch::channel(false);
+    let closing = InFlight::new();
+    // --request-timeout bounds each JSON-RPC request, --connection-timeout `initialize`.
+    let timeout = RequestTimeoutLayer::new(config.request_timeout)
+        .initialize_timeout(config.connection_timeout);
+    let make = Managed {
+        inner: timeout.layer(make),
+        lifecycle: Lifecycle {
+            stopping,
+            closing: closing.clone(),
+        },
+    };
+    let mut cors = McpCors::new();
+    for allowed in &config.allowed_origins {
+        cors = cors.allow_origin(allowed);
+    }
+    for header in &config.cors_allow_headers {
+        cors = cors.allow_header(header);
+    }
+    let auth = config.auth.build().map_err(std::io::Error::other)?;
+    let mut stack = McpStack::new(make)
+        .endpoint_path(config.stream_endpoint.clone())
+        .streamable_http(config.server != Transports::Sse)
+        .cors(cors)
+        .scopes(auth.scopes);
+    if let Some(authenticator) = auth.authenticator {
+        stack = stack.authenticate(authenticator);
+    }
+    if let Some(metadata) = auth.metadata {
+        tracing::info!(
+            url = metadata.metadata_url(),
+            "serving protected-resource metadata"
+        );
+        // The 401 challenge names the scopes every request needs (spec: SHOULD).
+        let challenge = ChallengeLayer::for_metadata(&metadata)
+            .scope(config.auth.required_scopes.iter().cloned());
+        stack = stack.protected_resource(metadata).challenge(challenge);
+    }
+    if config.server != Transports::Stream {
+        stack = stack.legacy_sse(config.sse_endpoint.clone(), "/messages");
+    }
+    // `sse` before the JSON mode and keep-alive, which it would otherwise reset.
+    let service = stack
+        .origin(origin)
+        .sse(sse)
+        .stateless(config.stateless)
+        .modern(config.modern)
+        .json_response(config.json_response)
+        .max_body_size(config.max_body_size)
+        .session_idle_timeout(config.session_idle_timeout)
+        .session_handshake_timeout(config.session_handshake_timeout)
+        .max_sessions(config.max_sessions)
+        .keep_alive(config.keep_alive)
+        .into_service();
+    let sessions = service.sessions().clone();
+    let legacy_sessions = service.legacy_sessions().clone();
+    let in_flight = InFlight::new();
+    let service = Tracked {
+        inner: service,
+        in_flight: in_flight.clone(),
+        connection: None,
+    };
+    let settings = Arc::new(ConnSettings::new(&config.connections));
+    let mut limit = ConnectionLimit::new(config.connections.max_connections);
+    let connections = InFlight::new();
+    let (drain, draining) = watch::channel(false);
+
+    let listener = TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let path = match config.server {
+        Transports::Sse => &config.sse_endpoint,
+        _ => &config.stream_endpoint,
+    };
+    // SocketAddr prints IPv6 hosts in brackets: http://[::1]:8080/mcp.
+    println!("mcp-proxy listening on {scheme}://{local}{path}");
+    if config.server == Transports::Both {
+        tracing::info!(
+            "legacy HTTP+SSE at {scheme}://{local}{}",
+            config.sse_endpoint
+        );
+    }
+
+    let signal = loop {
+        // Room for one more connection first: at the limit, connections wait in the backlog.
+        let permit = tokio::select! {
+            permit = limit.acquire() => permit,
+            signal = signals.recv() => break signal,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            signal = signals.recv() => break signal,
+        };
+        // SSE frames are small writes: without NODELAY, Nagle + delayed ACK add ~40 ms.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay failed");
+        }
+        let connection = Connection {
+            peer,
+            service: service.clone(),
+            settings: settings.clone(),
+            draining: draining.clone(),
+            _counted: connections.enter(),
+            _permit: permit,
+        };
+        match &tls {
+            None => {
+                tokio::spawn(connection.serve(stream));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    };
+    drop(listener);
+    shutdown(
+        signal,
+        config.graceful_shutdown_timeout,
+        Teardown {
+            connections,
+            drain,
+            in_flight,
+            stop,
+            sessions,
+            legacy_sessions,
+            closing,
+            pool,
+        },
+        &mut signals,
+    )
+    .await;
+    Ok(())
+}
