@@ -475,7 +475,7 @@ where
     type Response = Response<StackBody>;
     type Error = Infallible;
     type Future = ResponseFuture<
-        tower_http::cors::ResponseFuture<ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>>,
+        crate::cors::ResponseFuture<ResponseFuture<<Inner<M> as Service<Request<B>>>::Future>>,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
