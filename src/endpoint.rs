@@ -414,12 +414,13 @@ impl Call {
         payload: Payload,
         context: &Context,
     ) -> Vec<Message> {
-        let messages = match payload {
-            Payload::Single(message) => vec![message],
-            Payload::Batch(messages) => messages,
+        // A single message needs no Vec of its own.
+        let (single, batch) = match payload {
+            Payload::Single(message) => (Some(message), Vec::new()),
+            Payload::Batch(messages) => (None, messages),
         };
         let mut answers = Vec::new();
-        for message in messages {
+        for message in single.into_iter().chain(batch) {
             match message {
                 Message::Request(request) => {
                     let id = request.id.clone();
