@@ -237,7 +237,9 @@ async fn answer<S: McpService>(
     session: Option<&Arc<Session>>,
 ) -> Option<Message> {
     let id = request.id.clone();
-    let handled = AssertUnwindSafe(service.handle_request(request, cx)).catch_unwind();
+    // Boxed: a server's future can be kilobytes, and every future around it (this one, the
+    // endpoint's boxed future) would otherwise carry and copy it.
+    let handled = AssertUnwindSafe(Box::pin(service.handle_request(request, cx))).catch_unwind();
     let outcome = match session {
         Some(session) => {
             let cancelled = session.register_running(&id);
