@@ -32,8 +32,8 @@ use crate::modern::RequestMeta;
 use crate::protocol::ProtocolVersion;
 use crate::routing_headers::ToolHeaders;
 use crate::service::{
-    Context, MakeMcpService, McpService, NotificationContext, Peer, RequestContext, Route,
-    SessionContext,
+    Context, LazyStream, MakeMcpService, McpService, NotificationContext, Peer, RequestContext,
+    Route, SessionContext,
 };
 use crate::session::Session;
 use crate::sse::{MessageStream, Outgoing, ResponseMode, StreamEvent};
@@ -52,7 +52,6 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tower::Service;
 
 /// The default time a server→client request waits for the client's answer.
@@ -365,36 +364,50 @@ impl Call {
                 respond(StatusCode::OK, outgoing)
             }
             ResponseMode::Sse => {
-                let (tx, mut rx) = mpsc::channel(STREAM_CAPACITY);
-                let context = self.context(extensions, Route::Stream(tx.clone()));
+                let stream = Arc::new(LazyStream::new(STREAM_CAPACITY));
+                let context = self.context(extensions, Route::LazyStream(stream.clone()));
                 let mut work = Box::pin(async move {
                     let answers = self.deliver(&service, payload, &context).await;
                     drop(context);
+                    // Closed once the answers are out.
+                    (answers, per_request.then_some(service))
+                });
+                // Fast path: a handler that answers without waiting is framed whole, with no
+                // task, and no channel unless it sent something first.
+                let done = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+                if let Poll::Ready((answers, service)) = done {
+                    let mut messages = Vec::new();
+                    if let Some(mut rx) = stream.finish() {
+                        while let Ok(event) = rx.try_recv() {
+                            if let StreamEvent::Message(message) = event {
+                                messages.push(message);
+                            }
+                        }
+                    }
+                    messages.extend(answers);
+                    if let Some(service) = service {
+                        service.close().await;
+                    }
+                    return respond(StatusCode::OK, Some(Outgoing::Batch(messages)));
+                }
+                let (Some(tx), Some(rx)) = (stream.sender(), stream.take_receiver()) else {
+                    return TransportError::new(TransportErrorKind::Internal).into_response();
+                };
+                // Only the handler's peers and the task below keep the stream open.
+                drop(stream);
+                // The handler outlives the connection: a client that drops the stream has not
+                // cancelled the request (it sends notifications/cancelled for that).
+                tokio::spawn(async move {
+                    let (answers, service) = work.await;
                     for answer in answers {
                         if tx.send(StreamEvent::Message(answer)).await.is_err() {
                             break;
                         }
                     }
-                    if per_request {
+                    if let Some(service) = service {
                         service.close().await;
                     }
                 });
-                // Fast path: a handler that answers without waiting is framed whole, with no
-                // task and no stream.
-                let done =
-                    std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_ready())).await;
-                if done {
-                    let mut messages = Vec::new();
-                    while let Ok(event) = rx.try_recv() {
-                        if let StreamEvent::Message(message) = event {
-                            messages.push(message);
-                        }
-                    }
-                    return respond(StatusCode::OK, Some(Outgoing::Batch(messages)));
-                }
-                // The handler outlives the connection: a client that drops the stream has not
-                // cancelled the request (it sends notifications/cancelled for that).
-                tokio::spawn(work);
                 respond(
                     StatusCode::OK,
                     Some(Outgoing::Stream(MessageStream::new(rx))),
