@@ -193,9 +193,8 @@ where
         };
         if let Some(meta) = parts.extensions.get::<Arc<RequestMeta>>().cloned() {
             let (make, shared) = (self.make.clone(), self.sessionless.clone());
-            return Box::pin(async move {
-                Ok(sessionless::run(make, shared, parts, payload, meta).await)
-            });
+            // `map`, not an `async` block: the block would hold a second copy of the arguments.
+            return Box::pin(sessionless::run(make, shared, parts, payload, meta).map(Ok));
         }
         let call = Call {
             mode: parts
@@ -212,7 +211,7 @@ where
             timeout: self.client_request_timeout,
         };
         let make = self.make.clone();
-        Box::pin(async move { Ok(call.run(make, parts, payload).await) })
+        Box::pin(call.run(make, parts, payload).map(Ok))
     }
 }
 
@@ -333,13 +332,18 @@ impl Call {
                 }
             }
         };
-        let extensions = Arc::new(parts.extensions);
+        // The rest of the request (headers, URI) is dropped here, not carried across awaits.
+        let extensions = {
+            let parts = parts;
+            Arc::new(parts.extensions)
+        };
         // A fresh instance on a session-bearing request is that session's `initialize`.
         if per_request
             && payload.as_initialize().is_some()
             && let Some(session) = self.session.clone()
         {
-            return self.initialize(service, session, extensions, payload).await;
+            // Boxed: once per session, and it would otherwise widen every request's future.
+            return Box::pin(self.initialize(service, session, extensions, payload)).await;
         }
         let batch = matches!(payload, Payload::Batch(_));
         if !payload.has_requests() {
@@ -467,9 +471,11 @@ impl Call {
                     let cx = NotificationContext {
                         common: context.clone(),
                     };
-                    let handled = AssertUnwindSafe(service.handle_notification(notification, cx))
-                        .catch_unwind()
-                        .await;
+                    // Boxed, as requests are: a large future would bloat this one.
+                    let handled =
+                        AssertUnwindSafe(Box::pin(service.handle_notification(notification, cx)))
+                            .catch_unwind()
+                            .await;
                     if handled.is_err() {
                         tracing::error!("MCP notification handler panicked");
                     }
