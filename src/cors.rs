@@ -46,9 +46,11 @@
 
 use crate::origin::{is_loopback_origin, normalize_origin};
 use crate::routing_headers::MCP_PARAM_PREFIX;
-use http::{HeaderName, HeaderValue, Method, Request, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, header};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tower::{Layer, Service};
 use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer};
@@ -69,6 +71,9 @@ pub const ALLOWED_HEADERS: [&str; 9] = [
 /// The response headers MCP clients read.
 pub const EXPOSED_HEADERS: [&str; 3] =
     ["mcp-session-id", "mcp-protocol-version", "www-authenticate"];
+
+/// [`EXPOSED_HEADERS`] as tower-http joins them.
+const EXPOSED_HEADERS_VALUE: &str = "mcp-session-id,mcp-protocol-version,www-authenticate";
 
 /// Builds the MCP CORS preset; see the [module docs](crate::cors).
 #[derive(Clone, Debug)]
@@ -147,10 +152,35 @@ impl McpCors {
             .map(|h| HeaderName::from_static(h))
             .chain(self.extra_headers.iter().cloned())
             .collect();
+        let without_origin = Arc::new(self.headers_without_origin());
         McpCorsLayer {
             cors: self.cors_layer(),
             allowed,
+            without_origin,
         }
+    }
+
+    /// What tower-http's CORS adds to the answer of a non-preflight request without `Origin`
+    /// (`Vary: origin` apart), built once: that request skips its per-request header map.
+    fn headers_without_origin(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = Vec::new();
+        if self.credentials {
+            headers.push((
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            ));
+        }
+        headers.push((
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS_VALUE),
+        ));
+        if self.any {
+            headers.push((
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ));
+        }
+        headers
     }
 
     fn cors_layer(self) -> CorsLayer {
@@ -187,6 +217,7 @@ impl McpCors {
 pub struct McpCorsLayer {
     cors: CorsLayer,
     allowed: Arc<[HeaderName]>,
+    without_origin: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl<S> Layer<S> for McpCorsLayer {
@@ -196,17 +227,20 @@ impl<S> Layer<S> for McpCorsLayer {
         McpCorsService {
             inner: self.cors.layer(inner),
             allowed: self.allowed.clone(),
+            without_origin: self.without_origin.clone(),
         }
     }
 }
 
 /// The service made by [`McpCorsLayer`]: rewrites a preflight's `Access-Control-Request-Headers`
 /// to the allowed headers plus the `Mcp-Param-*` names it asked for, which tower-http's CORS
-/// then mirrors.
+/// then mirrors. A request without `Origin` (not from a browser) gets the same headers as
+/// tower-http would add, prebuilt.
 #[derive(Clone, Debug)]
 pub struct McpCorsService<S> {
     inner: S,
     allowed: Arc<[HeaderName]>,
+    without_origin: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl<S> McpCorsService<S> {
@@ -233,13 +267,14 @@ fn allowed_request_headers(allowed: &[HeaderName], requested: &[&HeaderValue]) -
     HeaderValue::from_str(&names.join(",")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-impl<S, B> Service<Request<B>> for McpCorsService<S>
+impl<S, B, ResBody> Service<Request<B>> for McpCorsService<Cors<S>>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Default,
 {
-    type Response = S::Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -255,8 +290,59 @@ where
             let value = allowed_request_headers(&self.allowed, &requested);
             req.headers_mut()
                 .insert(header::ACCESS_CONTROL_REQUEST_HEADERS, value);
+        } else if !req.headers().contains_key(header::ORIGIN) {
+            return ResponseFuture {
+                kind: Kind::WithoutOrigin {
+                    future: self.inner.get_mut().call(req),
+                    headers: self.without_origin.clone(),
+                },
+            };
         }
-        self.inner.call(req)
+        ResponseFuture {
+            kind: Kind::Cors {
+                future: self.inner.call(req),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`McpCorsService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Cors { #[pin] future: tower_http::cors::ResponseFuture<F> },
+        WithoutOrigin { #[pin] future: F, headers: Arc<Vec<(HeaderName, HeaderValue)>> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Cors { future } => future.poll(cx),
+            KindProj::WithoutOrigin { future, headers } => {
+                let mut response = ready!(future.poll(cx))?;
+                // As tower-http: `Vary` is appended to the inner service's, the rest replace.
+                let response_headers = response.headers_mut();
+                response_headers.append(header::VARY, HeaderValue::from_static("origin"));
+                for (name, value) in headers.iter() {
+                    response_headers.insert(name, value.clone());
+                }
+                Poll::Ready(Ok(response))
+            }
+        }
     }
 }
 
@@ -328,6 +414,49 @@ mod tests {
         let exposed = h["access-control-expose-headers"].to_str().unwrap();
         for name in EXPOSED_HEADERS {
             assert!(exposed.contains(name), "{name} missing from {exposed}");
+        }
+    }
+
+    /// A request without `Origin` skips tower-http's CORS: its answer must carry exactly the
+    /// headers tower-http would have added.
+    #[tokio::test]
+    async fn requests_without_origin_get_what_tower_http_adds() {
+        let configs = [
+            McpCors::new(),
+            McpCors::new().allow_credentials(true),
+            McpCors::new().any_origin(),
+            McpCors::new()
+                .allow_origin("https://app.example.com")
+                .max_age(None),
+        ];
+        let inner = || {
+            tower::service_fn(|_: Request<()>| async {
+                let mut r = Response::new(());
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("accept"));
+                r.headers_mut().insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static("x-inner"),
+                );
+                Ok::<_, Infallible>(r)
+            })
+        };
+        for cors in configs {
+            let request = || Request::post("/mcp").body(()).unwrap();
+            let ours = cors.clone().layer().layer(inner()).oneshot(request());
+            let theirs = cors.cors_layer().layer(inner()).oneshot(request());
+            let (ours, theirs) = (ours.await.unwrap(), theirs.await.unwrap());
+            let listed = |r: &Response<()>| {
+                r.headers()
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(listed(&ours), listed(&theirs));
+            assert!(
+                ours.headers()
+                    .contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS)
+            );
         }
     }
 

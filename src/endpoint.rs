@@ -33,8 +33,8 @@ use crate::modern::RequestMeta;
 use crate::protocol::ProtocolVersion;
 use crate::routing_headers::ToolHeaders;
 use crate::service::{
-    Context, MakeMcpService, McpService, NotificationContext, Peer, RequestContext, Route,
-    SessionContext,
+    Context, LazyStream, MakeMcpService, McpService, NotificationContext, Peer, RequestContext,
+    Route, SessionContext,
 };
 use crate::session::Session;
 use crate::sse::{MessageStream, Outgoing, ResponseMode, StreamEvent};
@@ -53,7 +53,6 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tower::Service;
 
 /// The default time a server→client request waits for the client's answer.
@@ -197,9 +196,8 @@ where
         };
         if let Some(meta) = parts.extensions.get::<Arc<RequestMeta>>().cloned() {
             let (make, shared) = (self.make.clone(), self.sessionless.clone());
-            return Box::pin(async move {
-                Ok(sessionless::run(make, shared, parts, payload, meta).await)
-            });
+            // `map`, not an `async` block: the block would hold a second copy of the arguments.
+            return Box::pin(sessionless::run(make, shared, parts, payload, meta).map(Ok));
         }
         // `SessionLayer` (or the legacy transport) negotiated the revision of a 2025 request.
         let Some(version) = parts.extensions.get::<ProtocolVersion>().copied() else {
@@ -212,7 +210,7 @@ where
             timeout: self.client_request_timeout,
         };
         let make = self.make.clone();
-        Box::pin(async move { Ok(call.run(make, parts, payload).await) })
+        Box::pin(call.run(make, parts, payload).map(Ok))
     }
 }
 
@@ -243,7 +241,9 @@ async fn answer<S: McpService>(
     session: Option<&Arc<Session>>,
 ) -> Option<Message> {
     let id = request.id.clone();
-    let handled = AssertUnwindSafe(service.handle_request(request, cx)).catch_unwind();
+    // Boxed: a server's future can be kilobytes, and every future around it (this one, the
+    // endpoint's boxed future) would otherwise carry and copy it.
+    let handled = AssertUnwindSafe(Box::pin(service.handle_request(request, cx))).catch_unwind();
     let outcome = match session {
         Some(session) => {
             let cancelled = session.register_running(&id);
@@ -338,13 +338,18 @@ impl Call {
                 }
             }
         };
-        let extensions = Arc::new(parts.extensions);
+        // The rest of the request (headers, URI) is dropped here, not carried across awaits.
+        let extensions = {
+            let parts = parts;
+            Arc::new(parts.extensions)
+        };
         // A fresh instance on a session-bearing request is that session's `initialize`.
         if per_request
             && payload.as_initialize().is_some()
             && let Some(session) = self.session.clone()
         {
-            return self.initialize(service, session, extensions, payload).await;
+            // Boxed: once per session, and it would otherwise widen every request's future.
+            return Box::pin(self.initialize(service, session, extensions, payload)).await;
         }
         let batch = matches!(payload, Payload::Batch(_));
         if !payload.has_requests() {
@@ -369,36 +374,50 @@ impl Call {
                 respond(StatusCode::OK, outgoing)
             }
             ResponseMode::Sse => {
-                let (tx, mut rx) = mpsc::channel(STREAM_CAPACITY);
-                let context = self.context(extensions, Route::Stream(tx.clone()));
+                let stream = Arc::new(LazyStream::new(STREAM_CAPACITY));
+                let context = self.context(extensions, Route::LazyStream(stream.clone()));
                 let mut work = Box::pin(async move {
                     let answers = self.deliver(&service, payload, &context).await;
                     drop(context);
+                    // Closed once the answers are out.
+                    (answers, per_request.then_some(service))
+                });
+                // Fast path: a handler that answers without waiting is framed whole, with no
+                // task, and no channel unless it sent something first.
+                let done = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+                if let Poll::Ready((answers, service)) = done {
+                    let mut messages = Vec::new();
+                    if let Some(mut rx) = stream.finish() {
+                        while let Ok(event) = rx.try_recv() {
+                            if let StreamEvent::Message(message) = event {
+                                messages.push(message);
+                            }
+                        }
+                    }
+                    messages.extend(answers);
+                    if let Some(service) = service {
+                        service.close().await;
+                    }
+                    return respond(StatusCode::OK, Some(Outgoing::Batch(messages)));
+                }
+                let (Some(tx), Some(rx)) = (stream.sender(), stream.take_receiver()) else {
+                    return TransportError::new(TransportErrorKind::Internal).into_response();
+                };
+                // Only the handler's peers and the task below keep the stream open.
+                drop(stream);
+                // The handler outlives the connection: a client that drops the stream has not
+                // cancelled the request (it sends notifications/cancelled for that).
+                tokio::spawn(async move {
+                    let (answers, service) = work.await;
                     for answer in answers {
                         if tx.send(StreamEvent::Message(answer)).await.is_err() {
                             break;
                         }
                     }
-                    if per_request {
+                    if let Some(service) = service {
                         service.close().await;
                     }
                 });
-                // Fast path: a handler that answers without waiting is framed whole, with no
-                // task and no stream.
-                let done =
-                    std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx).is_ready())).await;
-                if done {
-                    let mut messages = Vec::new();
-                    while let Ok(event) = rx.try_recv() {
-                        if let StreamEvent::Message(message) = event {
-                            messages.push(message);
-                        }
-                    }
-                    return respond(StatusCode::OK, Some(Outgoing::Batch(messages)));
-                }
-                // The handler outlives the connection: a client that drops the stream has not
-                // cancelled the request (it sends notifications/cancelled for that).
-                tokio::spawn(work);
                 respond(
                     StatusCode::OK,
                     Some(Outgoing::Stream(MessageStream::new(rx))),
@@ -420,12 +439,13 @@ impl Call {
         payload: Payload,
         context: &Context,
     ) -> Vec<Message> {
-        let messages = match payload {
-            Payload::Single(message) => vec![message],
-            Payload::Batch(messages) => messages,
+        // A single message needs no Vec of its own.
+        let (single, batch) = match payload {
+            Payload::Single(message) => (Some(message), Vec::new()),
+            Payload::Batch(messages) => (None, messages),
         };
         let mut answers = Vec::new();
-        for message in messages {
+        for message in single.into_iter().chain(batch) {
             match message {
                 Message::Request(request) => {
                     let id = request.id.clone();
@@ -457,9 +477,11 @@ impl Call {
                     let cx = NotificationContext {
                         common: context.clone(),
                     };
-                    let handled = AssertUnwindSafe(service.handle_notification(notification, cx))
-                        .catch_unwind()
-                        .await;
+                    // Boxed, as requests are: a large future would bloat this one.
+                    let handled =
+                        AssertUnwindSafe(Box::pin(service.handle_notification(notification, cx)))
+                            .catch_unwind()
+                            .await;
                     if handled.is_err() {
                         tracing::error!("MCP notification handler panicked");
                     }

@@ -47,9 +47,10 @@ use crate::protocol::{LogLevel, ProtocolVersion};
 use crate::session::{Session, SessionCloser, SessionId};
 use crate::sse::StreamEvent;
 use crate::subscriptions::ListenHub;
+use crate::sync::lock;
 use serde_json::{Map, Value};
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -172,9 +173,80 @@ impl<'a> SessionContext<'a> {
 pub(crate) enum Route {
     /// The SSE stream of the HTTP request being answered.
     Stream(mpsc::Sender<StreamEvent>),
+    /// The same, with the channel opened only when a message is sent or the answer has to
+    /// wait: most handlers answer at once and send nothing, and then need no channel.
+    LazyStream(Arc<LazyStream>),
     /// The session's standalone GET stream, if one is attached (JSON-response mode, or messages
     /// not related to a request).
     Standalone,
+}
+
+/// A request's stream channel, opened on first use.
+#[derive(Debug)]
+pub(crate) struct LazyStream {
+    capacity: usize,
+    state: Mutex<StreamState>,
+}
+
+#[derive(Debug)]
+enum StreamState {
+    Unopened,
+    Open {
+        tx: mpsc::Sender<StreamEvent>,
+        rx: Option<mpsc::Receiver<StreamEvent>>,
+    },
+    /// Answered without a stream: nothing sent later can reach the client.
+    Closed,
+}
+
+impl LazyStream {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            state: Mutex::new(StreamState::Unopened),
+        }
+    }
+
+    /// The sending end, opening the channel if needed; `None` once the request was answered
+    /// without one.
+    pub(crate) fn sender(&self) -> Option<mpsc::Sender<StreamEvent>> {
+        let mut state = lock(&self.state);
+        match &*state {
+            StreamState::Unopened => {
+                let (tx, rx) = mpsc::channel(self.capacity);
+                *state = StreamState::Open {
+                    tx: tx.clone(),
+                    rx: Some(rx),
+                };
+                Some(tx)
+            }
+            StreamState::Open { tx, .. } => Some(tx.clone()),
+            StreamState::Closed => None,
+        }
+    }
+
+    /// The receiving end, opening the channel if needed (the response becomes a stream).
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<StreamEvent>> {
+        self.sender();
+        match &mut *lock(&self.state) {
+            StreamState::Open { rx, .. } => rx.take(),
+            _ => None,
+        }
+    }
+
+    /// The request is answered in one piece: the receiver, if anything was sent, and from now
+    /// on sending fails.
+    pub(crate) fn finish(&self) -> Option<mpsc::Receiver<StreamEvent>> {
+        let mut state = lock(&self.state);
+        match &mut *state {
+            StreamState::Unopened => {
+                *state = StreamState::Closed;
+                None
+            }
+            StreamState::Open { rx, .. } => rx.take(),
+            StreamState::Closed => None,
+        }
+    }
 }
 
 /// A handle to the client for sending notifications and requests.
@@ -292,6 +364,13 @@ impl Peer {
                 .send(StreamEvent::Message(message))
                 .await
                 .map_err(|_| SendError::Closed),
+            Route::LazyStream(stream) => match stream.sender() {
+                Some(tx) => tx
+                    .send(StreamEvent::Message(message))
+                    .await
+                    .map_err(|_| SendError::Closed),
+                None => Err(SendError::Closed),
+            },
             Route::Standalone => match &self.session {
                 Some(session) => match session.upgrade() {
                     Some(session) => session.send_standalone(message),
@@ -317,9 +396,15 @@ impl Peer {
     /// reconnect in `retry`; the stream goes on and the client resumes it with `Last-Event-ID`
     /// (2025-11-25 polling). Does nothing outside an SSE response or without an event store.
     pub async fn close_sse_stream(&self, retry: Duration) {
-        if let Route::Stream(tx) = &self.route {
-            let _ = tx.send(StreamEvent::CloseConnection { retry }).await;
-        }
+        let tx = match &self.route {
+            Route::Stream(tx) => tx.clone(),
+            Route::LazyStream(stream) => match stream.sender() {
+                Some(tx) => tx,
+                None => return,
+            },
+            Route::Standalone => return,
+        };
+        let _ = tx.send(StreamEvent::CloseConnection { retry }).await;
     }
 
     /// Sends a notification.
@@ -611,4 +696,25 @@ impl RequestContext {
 
 impl NotificationContext {
     context_accessors!();
+}
+
+#[cfg(test)]
+mod lazy_stream_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stream_opens_on_first_send_and_refuses_sends_once_answered_without_one() {
+        let stream = LazyStream::new(4);
+        let tx = stream.sender().unwrap();
+        tx.send(StreamEvent::Message(Message::notification("a", None)))
+            .await
+            .unwrap();
+        let mut rx = stream.finish().unwrap();
+        assert!(matches!(rx.try_recv(), Ok(StreamEvent::Message(_))));
+
+        let unopened = LazyStream::new(4);
+        assert!(unopened.finish().is_none());
+        assert!(unopened.sender().is_none());
+        assert!(unopened.take_receiver().is_none());
+    }
 }

@@ -633,9 +633,7 @@ where
     type Response = Response<StackBody>;
     type Error = Infallible;
     type Future = ReadyOr<
-        tower_http::cors::ResponseFuture<
-            ReadyOr<<Guarded<L::Service> as Service<Request<B>>>::Future>,
-        >,
+        crate::cors::ResponseFuture<ReadyOr<<Guarded<L::Service> as Service<Request<B>>>::Future>>,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -528,7 +528,7 @@ pub(super) async fn run<M: MakeMcpService>(
         let service = service.clone();
         let id = id.clone();
         async move {
-            AssertUnwindSafe(service.handle_request(request, cx))
+            AssertUnwindSafe(Box::pin(service.handle_request(request, cx)))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {

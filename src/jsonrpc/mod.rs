@@ -322,11 +322,11 @@ impl Payload {
             .find(|b| !b.is_ascii_whitespace())
             .filter(|_| fast_path_checks_everything(body));
         let fast = match first {
-            Some(b'{') => serde_json::from_slice::<Envelope>(body)
+            Some(b'{') => serde_json::from_slice::<Envelope<'_>>(body)
                 .ok()
                 .and_then(Envelope::into_message)
                 .map(Payload::Single),
-            Some(b'[') => serde_json::from_slice::<Vec<Envelope>>(body)
+            Some(b'[') => serde_json::from_slice::<Vec<Envelope<'_>>>(body)
                 .ok()
                 .filter(|items| !items.is_empty())
                 .and_then(|items| {
@@ -408,8 +408,13 @@ impl Payload {
 /// exact path would refuse: the body is UTF-8 and has no `\uD800`-`\uDFFF` escape (a lone
 /// surrogate is no character; pairs, which are fine, are rare enough to take the exact path).
 fn fast_path_checks_everything(body: &[u8]) -> bool {
-    if std::str::from_utf8(body).is_err() {
+    // ASCII (nearly every body) is checked a word at a time, UTF-8 only when needed.
+    if !body.is_ascii() && std::str::from_utf8(body).is_err() {
         return false;
+    }
+    // `contains` is a word-at-a-time memchr: most bodies have no escape at all.
+    if !body.contains(&b'\\') {
+        return true;
     }
     let mut rest = body;
     while let Some(at) = rest.iter().position(|&b| b == b'\\') {
@@ -428,8 +433,10 @@ fn fast_path_checks_everything(body: &[u8]) -> bool {
 
 /// A JSON-RPC message's members, read without building a tree for the envelope.
 #[derive(serde::Deserialize)]
-struct Envelope {
-    jsonrpc: Option<String>,
+struct Envelope<'a> {
+    /// Borrowed from the body unless escaped: no allocation for `"2.0"`.
+    #[serde(borrow)]
+    jsonrpc: Option<std::borrow::Cow<'a, str>>,
     /// `Some(Value::Null)` for `"id": null`, `None` when absent.
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
@@ -452,7 +459,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
     serde::Deserialize::deserialize(d).map(Some)
 }
 
-impl Envelope {
+impl Envelope<'_> {
     /// The message, when the envelope is unambiguously valid; `None` sends the body down the
     /// exact path (which reports what is wrong).
     fn into_message(self) -> Option<Message> {

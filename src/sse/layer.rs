@@ -154,6 +154,13 @@ struct Accepted {
 fn accepted(headers: &HeaderMap) -> Accepted {
     let mut accepted = Accepted::default();
     for value in headers.get_all(header::ACCEPT) {
+        // What MCP clients send, as the spec words it: no need to split it.
+        if value.as_bytes() == b"application/json, text/event-stream" {
+            return Accepted {
+                json: true,
+                event_stream: true,
+            };
+        }
         for range in value.as_bytes().split(|&b| b == b',') {
             let range = range
                 .split(|&b| b == b';')
@@ -174,6 +181,9 @@ fn accepted(headers: &HeaderMap) -> Accepted {
     accepted
 }
 
+/// Tells nginx not to buffer the stream (a constant: parsing the name costs on every response).
+const X_ACCEL_BUFFERING: http::HeaderName = http::HeaderName::from_static("x-accel-buffering");
+
 pub(crate) fn sse_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
@@ -183,7 +193,7 @@ pub(crate) fn sse_headers(headers: &mut HeaderMap) {
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-transform"),
     );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
 }
 
 pub(super) fn json_headers(headers: &mut HeaderMap) {
