@@ -84,6 +84,7 @@
 //! | `legacy-sse` | [`legacy_sse`]: the 2024-11-05 HTTP+SSE transport |
 //! | `stdio` | [`stdio`] (a stdio child per session, the 2026-07-28 pool) and [`stdio_server`] |
 //! | `everything` | [`everything`]: the built-in server exercising every MCP feature |
+//! | `rmcp` | `rmcp`: `RmcpService`, a server written with rmcp (the official Rust SDK) inside the stack |
 //!
 #![cfg_attr(feature = "auth", doc = "\n[`auth`]: crate::auth")]
 #![cfg_attr(
