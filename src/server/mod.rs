@@ -565,12 +565,12 @@ impl McpServer {
                 let message = format!("Invalid arguments for tool {name}: {e}");
                 // SEP-1303 (2025-11-25): a tool error the model can act on; before, -32602.
                 if version >= ProtocolVersion::V2025_11_25 {
-                    return to_result(&CallToolResult::error(message));
+                    return Ok(CallToolResult::error(message).into_value());
                 }
                 return Err(ErrorObject::invalid_params(message));
             }
         };
-        to_result(&call.await?)
+        Ok(call.await?.into_value())
     }
 
     async fn read_resource(

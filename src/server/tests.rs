@@ -487,3 +487,19 @@ async fn log_respects_set_level_and_initialized_runs_once() {
     }
     assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[test]
+fn call_tool_result_into_value_matches_its_serialization() {
+    use crate::server::{CallToolResult, Content};
+    let results = [
+        CallToolResult::text("hi"),
+        CallToolResult::error("no"),
+        CallToolResult::new([Content::text("a"), Content::image("AAAA", "image/png")])
+            .structured(serde_json::json!({ "n": 1 })),
+        CallToolResult::new([]),
+    ];
+    for result in results {
+        let expected = serde_json::to_value(&result).unwrap();
+        assert_eq!(result.into_value(), expected);
+    }
+}

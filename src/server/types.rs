@@ -420,6 +420,21 @@ impl CallToolResult {
         self.structured_content = Some(value);
         self
     }
+
+    /// The result as the JSON value sent, moving the content blocks (the same value
+    /// `serde_json::to_value` gives, without copying every block through a serializer).
+    pub fn into_value(self) -> Value {
+        let mut result = serde_json::Map::new();
+        let content = self.content.into_iter().map(|block| block.0).collect();
+        result.insert("content".to_owned(), Value::Array(content));
+        if let Some(structured) = self.structured_content {
+            result.insert("structuredContent".to_owned(), structured);
+        }
+        if self.is_error {
+            result.insert("isError".to_owned(), Value::Bool(true));
+        }
+        Value::Object(result)
+    }
 }
 
 /// What a resource handler returns.
