@@ -8,8 +8,8 @@
 //! | 1 | protected-resource metadata ([`McpStack::protected_resource`]) | path | the RFC 9728 document, with its own open CORS |
 //! | 2 | [`McpCors`] (tower-http's CORS) | `Origin`, preflights | CORS headers, preflight answers |
 //! | 3 | routes ([`McpStack::endpoint_path`]) | path | `GET /ping` → `pong`, 404 for other paths |
-//! | 4 | [`ChallengeLayer`] | [`AuthError`](crate::auth::AuthError) of the answer | `WWW-Authenticate` on 401/403 |
-//! | 5 | [`JsonRpcErrorLayer`] | [`TransportError`](crate::TransportError) / [`AuthError`](crate::auth::AuthError) of the answer | status + JSON-RPC error body: the one renderer |
+//! | 4 | [`ChallengeLayer`] | `AuthError` of the answer | `WWW-Authenticate` on 401/403 |
+//! | 5 | [`JsonRpcErrorLayer`] | [`TransportError`](crate::TransportError) / `AuthError` of the answer | status + JSON-RPC error body: the one renderer |
 //! | 6 | [`OriginLayer`] | `Origin`, `Host` | 403 |
 //! | 7 | [`AuthLayer`] ([`McpStack::authenticate`]) | credentials | [`Principal`](crate::Principal), 401/403 — before any body is read |
 //! | 8 | [`SessionLookupLayer`](crate::session::SessionLookupLayer) | `Mcp-Session-Id`, [`Principal`](crate::Principal) | the session, busy while its body is read |
