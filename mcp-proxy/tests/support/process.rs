@@ -50,10 +50,11 @@ pub struct Process {
 }
 
 impl Process {
-    /// Spawns `cmd` (stdin closed, loopback environment) with piped output.
+    /// Spawns `cmd` (loopback environment) with piped output. Its stdin stays open until the
+    /// guard drops: children such as `demo-as.mjs` exit when their stdin closes.
     pub fn spawn(name: &str, mut cmd: Command) -> Self {
         loopback_env(&mut cmd);
-        cmd.stdin(Stdio::null())
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
