@@ -1,18 +1,23 @@
-//! Helpers of `tests/auth.rs`: a local RFC 7662 introspection endpoint and JWTs. (The tests of
-//! the binary's auth flags, with their child processes, are in `mcp-proxy/tests/auth.rs`.)
+//! JWTs and a local RFC 7662 introspection endpoint: the one copy of the auth fixtures, used by
+//! the library's `tests/auth.rs` and (through `#[path]`) by `mcp-proxy/tests/` for the binary's
+//! auth flags.
 #![allow(dead_code)]
 
-use crate::common::{TestServer, serve};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 // ---------------------------------------------------------------------------------------------
 // JWTs
@@ -101,7 +106,7 @@ pub struct Introspected {
 /// An introspection endpoint on `127.0.0.1:<free port>` answering with a function of the token;
 /// stops when dropped.
 pub struct IntrospectionServer {
-    server: TestServer,
+    server: tokio::task::JoinHandle<()>,
     /// `http://127.0.0.1:PORT/introspect`
     pub url: String,
     requests: Arc<Mutex<Vec<Introspected>>>,
@@ -192,8 +197,23 @@ impl IntrospectionServer {
                 Ok::<_, Infallible>(response)
             }
         });
-        let server = serve(service).await;
-        let url = format!("{}/introspect", server.base);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!(
+            "http://{}/introspect",
+            listener.local_addr().expect("local addr")
+        );
+        let server = tokio::spawn(async move {
+            // Dropping the set (when this task is aborted) aborts every connection task.
+            let mut connections = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = TowerToHyperService::new(service.clone());
+                connections.spawn(async move {
+                    let _ = Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
         Self {
             server,
             url,
@@ -223,5 +243,11 @@ impl IntrospectionServer {
             *hits.entry(r.token.clone()).or_insert(0) += 1;
         }
         hits
+    }
+}
+
+impl Drop for IntrospectionServer {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }

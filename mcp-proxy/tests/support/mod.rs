@@ -10,6 +10,7 @@
 //! `tests/conformance`), shared with the library's tests.
 #![allow(dead_code, unused_imports)]
 
+#[path = "../../../tests/auth_support/mod.rs"]
 pub mod auth;
 pub mod client;
 pub mod exchange;
