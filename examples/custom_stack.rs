@@ -182,7 +182,8 @@ where
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber_init();
+    // TraceLayer logs through `tracing`: install a subscriber here (e.g.
+    // `tracing_subscriber::fmt::init()`) to see its spans.
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -201,7 +202,3 @@ async fn main() -> std::io::Result<()> {
         });
     }
 }
-
-/// The example logs nothing unless the host installs a `tracing` subscriber (mcp-proxy does,
-/// from `RUST_LOG`); a real app would call `tracing_subscriber::fmt::init()` here.
-fn tracing_subscriber_init() {}

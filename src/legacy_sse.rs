@@ -376,10 +376,8 @@ impl<S, M: MakeMcpService> LegacySse<S, M> {
             );
         };
         let Some(payload) = req.extensions().get::<Payload>() else {
-            tracing::error!("legacy POST without a parsed body: add JsonRpcBodyLayer");
-            return ResponseFuture::ready(
-                TransportError::new(TransportErrorKind::Internal).into_response(),
-            );
+            let error = crate::error::missing_layer("LegacySseLayer", "JsonRpcBodyLayer");
+            return ResponseFuture::ready(error.into_response());
         };
         if payload.contains_initialize() && session.is_initialized() {
             return ResponseFuture::ready(
