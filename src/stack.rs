@@ -283,8 +283,10 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
     /// Serves as one instance of `cluster` (feature `redis`, see [`crate::cluster`]): sessions
     /// are published to Redis and a request for another instance's session is forwarded there;
     /// SSE events go to the cluster's [`RedisEventStore`](crate::cluster::RedisEventStore)
-    /// (replacing the [`SseLayer`]'s store) and 2026-07-28 `requestState` is sealed with the
-    /// cluster's shared key unless [`request_state_key`](Self::request_state_key) sets one.
+    /// (replacing the [`SseLayer`]'s store), 2026-07-28 tasks to its
+    /// [`RedisTaskStore`](crate::cluster::RedisTaskStore) unless [`tasks`](Self::tasks) sets a
+    /// store, and `requestState` is sealed with the cluster's shared key unless
+    /// [`request_state_key`](Self::request_state_key) sets one.
     /// Ignored when [`stateless`](Self::stateless).
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -523,7 +525,15 @@ where
         if let Some(max) = self.max_listeners {
             endpoint = endpoint.max_listeners(max);
         }
-        if let Some(tasks) = self.tasks {
+        #[cfg(feature = "redis")]
+        let tasks = match (self.tasks, &cluster) {
+            // A cluster shares its tasks unless the host chose a store.
+            (None, Some(cluster)) => Some(Some(crate::tasks::Tasks::new(cluster.task_store()))),
+            (tasks, _) => tasks,
+        };
+        #[cfg(not(feature = "redis"))]
+        let tasks = self.tasks;
+        if let Some(tasks) = tasks {
             endpoint = endpoint.tasks(tasks);
         }
         let listeners = endpoint.listeners().clone();

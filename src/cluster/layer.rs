@@ -134,9 +134,25 @@ where
         let Some(state) = self.state.clone() else {
             return inner(self, req);
         };
-        // 2026-07-28 requests have no session: served where they land.
+        // 2026-07-28 requests have no session: served where they land, except what must reach
+        // the handler of a running task.
         if req.extensions().get::<Arc<RequestMeta>>().is_some() {
-            return inner(self, req);
+            let Some(task) = task_for_runner(&req) else {
+                return inner(self, req);
+            };
+            if req.headers().contains_key(FORWARDED_HEADER) {
+                // Sent here by another instance: this is the runner (or it is gone).
+                let valid = req.headers_mut().remove(FORWARDED_HEADER).is_some_and(|v| {
+                    bool::from(v.as_bytes().ct_eq(state.cluster.secret().as_bytes()))
+                });
+                if !valid {
+                    return ready(forbidden(&req));
+                }
+                return inner(self, req);
+            }
+            let clone = self.inner.clone();
+            let service = std::mem::replace(&mut self.inner, clone);
+            return boxed(to_task_runner(state, service, req, task));
         }
         let forwarded = match req.headers_mut().remove(FORWARDED_HEADER) {
             None => false,
@@ -145,13 +161,7 @@ where
             {
                 true
             }
-            Some(_) => {
-                tracing::warn!("refused a request with a wrong cluster secret");
-                let error = TransportError::new(TransportErrorKind::Forbidden)
-                    .with_message("Forbidden: bad cluster credentials")
-                    .with_id(request_id(&req));
-                return ready(error.into_response());
-            }
+            Some(_) => return ready(forbidden(&req)),
         };
         let session_id = req
             .headers()
@@ -189,6 +199,51 @@ fn boxed<F, B>(
             future: Box::pin(async move { Ok(future.await) }),
         },
     }
+}
+
+fn forbidden<B>(req: &Request<ParsedBody>) -> Response<ResponseBody<B>> {
+    tracing::warn!("refused a request with a wrong cluster secret");
+    TransportError::new(TransportErrorKind::Forbidden)
+        .with_message("Forbidden: bad cluster credentials")
+        .with_id(request_id(req))
+        .into_response()
+}
+
+/// The task id of a `tasks/update` or `tasks/cancel`: requests the task's handler must see.
+fn task_for_runner(req: &Request<ParsedBody>) -> Option<String> {
+    match req.extensions().get::<Payload>()? {
+        Payload::Single(crate::jsonrpc::Message::Request(request))
+            if matches!(request.method.as_str(), "tasks/update" | "tasks/cancel") =>
+        {
+            let id = request.params.as_ref()?.get("taskId")?.as_str()?;
+            Some(id.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Sends a `tasks/update` or `tasks/cancel` to the instance running the task. A task this
+/// instance runs, an unknown one or one whose runner is gone is answered here.
+async fn to_task_runner<S, B>(
+    state: State,
+    mut service: S,
+    req: Request<ParsedBody>,
+    task: String,
+) -> Response<ResponseBody<B>>
+where
+    S: Service<Request<ParsedBody>, Response = Response<ResponseBody<B>>, Error = Infallible>,
+{
+    let runner = match state.cluster.read_task(&task).await {
+        Ok(stored) => stored.map(|s| s.runner),
+        Err(error) => return unavailable(request_id(&req), &error),
+    };
+    if let Some(runner) = runner.filter(|r| r != state.cluster.advertised_address()) {
+        match forward(&state.cluster, &runner, &req).await {
+            Ok(response) => return response,
+            Err(error) => tracing::info!(task, %runner, %error, "task runner unreachable"),
+        }
+    }
+    call(&mut service, req).await
 }
 
 fn request_id<T>(req: &Request<T>) -> Option<Id> {

@@ -27,7 +27,8 @@
 //!
 //! The 2026-07-28 revision is sessionless: its requests are served where they land, and the key
 //! that seals `requestState` is shared through Redis so an `input_required` round may continue
-//! on any instance.
+//! on any instance. Its tasks live in Redis ([`RedisTaskStore`]): `tasks/get` answers anywhere,
+//! and `tasks/update` and `tasks/cancel` go to the instance running the task's handler.
 //!
 //! # Example
 //!
@@ -49,9 +50,11 @@
 
 mod events;
 mod layer;
+mod tasks;
 
 pub use events::RedisEventStore;
 pub use layer::{ClusterLayer, ClusterService};
+pub use tasks::RedisTaskStore;
 
 use crate::modern::RequestMeta;
 use crate::protocol::ProtocolVersion;
@@ -65,6 +68,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -277,6 +281,11 @@ impl Cluster {
         RedisEventStore::new(self.clone())
     }
 
+    /// The task store shared by the cluster, for [`Tasks::new`](crate::tasks::Tasks::new).
+    pub fn task_store(&self) -> RedisTaskStore {
+        RedisTaskStore::new(self.clone())
+    }
+
     /// The key sealing 2026-07-28 `requestState`, the same on every instance.
     pub fn request_state_key(&self) -> [u8; 32] {
         self.0.request_state_key
@@ -309,6 +318,19 @@ impl Cluster {
 
     pub(crate) fn events_key(&self, id: &str) -> String {
         self.key("events", id)
+    }
+
+    pub(crate) fn task_key(&self, id: &str) -> String {
+        self.key("task", id)
+    }
+
+    /// Reads a task and the instance running it.
+    pub(crate) async fn read_task(
+        &self,
+        id: &str,
+    ) -> redis::RedisResult<Option<tasks::StoredTask>> {
+        let raw: Option<String> = self.redis().get(self.task_key(id)).await?;
+        Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
     }
 
     pub(crate) fn is_leaving(&self) -> bool {
@@ -356,11 +378,13 @@ impl Cluster {
 
     async fn write(&self, id: &SessionId, record: &SessionRecord) -> redis::RedisResult<()> {
         let json = serde_json::to_string(record).unwrap_or_default();
-        let () = self
-            .redis()
-            .pset_ex(self.session_key(id), json, self.ttl_millis())
-            .await?;
-        Ok(())
+        let key = self.session_key(id);
+        retry_once(|| {
+            let mut redis = self.redis();
+            let (key, json) = (key.clone(), json.clone());
+            async move { redis.pset_ex(key, json, self.ttl_millis()).await }
+        })
+        .await
     }
 
     /// Deletes the record and events of a session that ended here, unless the instance is
@@ -390,7 +414,13 @@ impl Cluster {
 
     /// Reads a session's record.
     pub(crate) async fn read(&self, id: &str) -> redis::RedisResult<Option<StoredRecord>> {
-        let raw: Option<String> = self.redis().get(self.session_key(id)).await?;
+        let key = self.session_key(id);
+        let raw: Option<String> = retry_once(|| {
+            let mut redis = self.redis();
+            let key = key.clone();
+            async move { redis.get(key).await }
+        })
+        .await?;
         Ok(raw.and_then(|raw| match serde_json::from_str(&raw) {
             Ok(record) => Some(StoredRecord { raw, record }),
             Err(error) => {
@@ -488,6 +518,19 @@ impl Cluster {
                 return;
             }
         }
+    }
+}
+
+/// Runs a Redis command again once if the connection had dropped: the first command after an
+/// outage finds the old connection broken and starts the reconnection the second one waits for.
+async fn retry_once<T, F, Fut>(mut command: F) -> redis::RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    match command().await {
+        Err(error) if error.is_connection_dropped() || error.is_io_error() => command().await,
+        result => result,
     }
 }
 
