@@ -309,6 +309,14 @@ impl Call {
         parts: http::request::Parts,
         payload: Payload,
     ) -> Response<Full<Bytes>> {
+        // A session taken over from another instance gets its server back first.
+        if let Some(session) = self.session.as_ref().filter(|s| s.needs_rebuild())
+            && !session
+                .rebuild_once(self.rebuild(&*make, session, &parts))
+                .await
+        {
+            return TransportError::new(TransportErrorKind::SessionNotFound).into_response();
+        }
         let existing = self
             .session
             .as_ref()
@@ -349,7 +357,9 @@ impl Call {
             && let Some(session) = self.session.clone()
         {
             // Boxed: once per session, and it would otherwise widen every request's future.
-            return Box::pin(self.initialize(service, session, extensions, payload)).await;
+            let rebuildable = make.rebuildable();
+            return Box::pin(self.initialize(service, session, extensions, payload, rebuildable))
+                .await;
         }
         let batch = matches!(payload, Payload::Batch(_));
         if !payload.has_requests() {
@@ -508,6 +518,53 @@ impl Call {
         }
     }
 
+    /// Rebuilds the server of an adopted session: a new instance, told the session's original
+    /// `initialize` (its answer is dropped) and `notifications/initialized`. `false` if the
+    /// server cannot be made; the session is then closed.
+    async fn rebuild<M: MakeMcpService>(
+        &self,
+        make: &M,
+        session: &Arc<Session>,
+        parts: &http::request::Parts,
+    ) -> bool {
+        let version = session.protocol_version();
+        let cx = SessionContext {
+            session: Some(session),
+            parts,
+            protocol_version: version,
+        };
+        let service = match make.make_service(&cx).await {
+            Ok(service) => Arc::new(service),
+            Err(error) => {
+                tracing::warn!(session = %session.id(), ?error, "cannot rebuild an adopted session");
+                session.close().await;
+                return false;
+            }
+        };
+        let params = session.init_params().map(|p| (**p).clone());
+        let context = self.context(Arc::new(http::Extensions::new()), Route::Standalone);
+        let request = crate::jsonrpc::Request {
+            id: Id::String("rebuild".into()),
+            method: "initialize".into(),
+            params,
+        };
+        let cx = RequestContext {
+            id: request.id.clone(),
+            progress_token: None,
+            common: context.clone(),
+            input: None,
+        };
+        let _ = answer(&*service, request, cx, None).await;
+        let initialized = Payload::Single(Message::Notification(crate::jsonrpc::Notification {
+            method: "notifications/initialized".into(),
+            params: None,
+        }));
+        self.deliver(&*service, initialized, &context).await;
+        session.initialize(version, service, close_erased::<M::Service>);
+        tracing::info!(session = %session.id(), "adopted session rebuilt");
+        true
+    }
+
     /// Runs `initialize` inline and initializes the session only if it succeeds.
     async fn initialize<S: McpService>(
         self,
@@ -515,12 +572,15 @@ impl Call {
         session: Arc<Session>,
         extensions: Arc<http::Extensions>,
         payload: Payload,
+        rebuildable: bool,
     ) -> Response<Full<Bytes>> {
         let Payload::Single(Message::Request(request)) = payload else {
             return TransportError::new(TransportErrorKind::Internal).into_response();
         };
         let context = self.context(extensions, Route::Standalone);
         let client = client_of_initialize(request.params.as_ref(), self.version);
+        // Kept for a cluster: another instance can rebuild the server from them.
+        let init_params = request.params.clone();
         let cx = RequestContext {
             id: request.id.clone(),
             progress_token: None,
@@ -544,6 +604,7 @@ impl Call {
                     protocol_version: version,
                     ..client
                 });
+                session.set_rebuild(init_params, rebuildable);
                 session.initialize(version, service, close_erased::<S>);
             }
             _ => service.close().await,

@@ -108,6 +108,23 @@ impl EverythingServer {
     }
 }
 
+/// Also its own [`MakeMcpService`](crate::service::MakeMcpService): a fresh server per session,
+/// rebuildable on another instance of a cluster (its state is set up by `initialize`).
+impl crate::service::MakeMcpService for EverythingServer {
+    type Service = EverythingServer;
+
+    fn make_service(
+        &self,
+        _cx: &crate::service::SessionContext<'_>,
+    ) -> impl std::future::Future<Output = Result<EverythingServer, ErrorObject>> + Send {
+        std::future::ready(Ok(EverythingServer::new()))
+    }
+
+    fn rebuildable(&self) -> bool {
+        true
+    }
+}
+
 impl Default for EverythingServer {
     fn default() -> Self {
         Self::new()

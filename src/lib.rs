@@ -143,6 +143,9 @@ mod sync;
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
 pub mod body;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod cluster;
 pub mod cors;
 pub mod endpoint;
 pub mod error;

@@ -114,6 +114,15 @@ pub trait MakeMcpService: Send + Sync + 'static {
         &self,
         cx: &SessionContext<'_>,
     ) -> impl Future<Output = Result<Self::Service, ErrorObject>> + Send;
+
+    /// Whether a session's server can be rebuilt on another instance of a cluster from what
+    /// its `initialize` said (feature `redis`): `true` for servers whose per-session state is
+    /// only what `initialize` sets up, such as [`McpServer`](crate::server::McpServer). A
+    /// session whose server cannot move (a child process) ends with its instance. Default
+    /// `false`.
+    fn rebuildable(&self) -> bool {
+        false
+    }
 }
 
 impl<F, S> MakeMcpService for F

@@ -154,6 +154,8 @@ pub struct McpStack<M, L = Identity> {
     request_state_ttl: Option<Duration>,
     max_listeners: Option<usize>,
     tasks: Option<Option<Tasks>>,
+    #[cfg(feature = "redis")]
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Where the legacy HTTP+SSE transport is served.
@@ -195,6 +197,8 @@ impl<M: MakeMcpService> McpStack<M> {
             request_state_ttl: None,
             max_listeners: None,
             tasks: None,
+            #[cfg(feature = "redis")]
+            cluster: None,
         }
     }
 }
@@ -235,6 +239,8 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
             request_state_ttl: self.request_state_ttl,
             max_listeners: self.max_listeners,
             tasks: self.tasks,
+            #[cfg(feature = "redis")]
+            cluster: self.cluster,
         }
     }
 
@@ -271,6 +277,19 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
     /// `None` turns tasks off. Default: an in-memory store.
     pub fn tasks(mut self, tasks: impl Into<Option<Tasks>>) -> Self {
         self.tasks = Some(tasks.into());
+        self
+    }
+
+    /// Serves as one instance of `cluster` (feature `redis`, see [`crate::cluster`]): sessions
+    /// are published to Redis and a request for another instance's session is forwarded there;
+    /// SSE events go to the cluster's [`RedisEventStore`](crate::cluster::RedisEventStore)
+    /// (replacing the [`SseLayer`]'s store) and 2026-07-28 `requestState` is sealed with the
+    /// cluster's shared key unless [`request_state_key`](Self::request_state_key) sets one.
+    /// Ignored when [`stateless`](Self::stateless).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn cluster(mut self, cluster: crate::cluster::Cluster) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 
@@ -408,7 +427,13 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
 }
 
 /// The MCP core that [`McpStack::layer`] layers wrap: rows 13–18 of the [table](crate::stack).
-pub type McpCore<M> = RoutingHeaders<Modern<Sessions<M>>>;
+pub type McpCore<M> = RoutingHeaders<Modern<Clustered<Sessions<M>>>>;
+
+/// The cluster row (feature `redis`): passes everything through without a cluster.
+#[cfg(feature = "redis")]
+type Clustered<S> = crate::cluster::ClusterService<S>;
+#[cfg(not(feature = "redis"))]
+type Clustered<S> = S;
 
 /// The session layer and what it wraps (the legacy transport in front, when it is built).
 #[cfg(feature = "legacy-sse")]
@@ -469,10 +494,26 @@ where
         } else {
             (RoutingHeadersLayer::disabled(), ModernLayer::disabled())
         };
+        // A stateless stack has no sessions to share.
+        #[cfg(feature = "redis")]
+        let cluster = self.cluster.filter(|_| !session.is_stateless());
+        #[cfg(feature = "redis")]
+        let (request_state_key, cluster_layer) = match &cluster {
+            Some(cluster) => (
+                self.request_state_key.or(Some(cluster.request_state_key())),
+                crate::cluster::ClusterLayer::new(cluster.clone(), sessions.clone()),
+            ),
+            None => (
+                self.request_state_key,
+                crate::cluster::ClusterLayer::disabled(),
+            ),
+        };
+        #[cfg(not(feature = "redis"))]
+        let (request_state_key, cluster_layer) = (self.request_state_key, Identity::new());
         let mut endpoint = McpEndpoint::new(self.make)
             .client_request_timeout(self.client_request_timeout)
             .tool_headers(routing.tools().clone());
-        if let Some(key) = self.request_state_key {
+        if let Some(key) = request_state_key {
             endpoint = endpoint.request_state_key(key);
         }
         // After the key, which replaces the sealer.
@@ -492,6 +533,10 @@ where
         }
         if let Some(interval) = self.keep_alive {
             sse = sse.keep_alive(interval);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &cluster {
+            sse = sse.event_store(cluster.event_store());
         }
         #[cfg(feature = "legacy-sse")]
         let legacy = match &self.legacy {
@@ -553,6 +598,7 @@ where
             // Header/body disagreements first, then the era decision and `_meta`.
             .layer(routing)
             .layer(modern)
+            .layer(cluster_layer)
             .layer(legacy)
             .layer(session)
             .layer(sse)

@@ -182,6 +182,10 @@ impl<M: MakeMcpService> MakeMcpService for RequestTimeout<M> {
             })
         }
     }
+
+    fn rebuildable(&self) -> bool {
+        self.inner.rebuildable()
+    }
 }
 
 pin_project! {

@@ -237,6 +237,40 @@ pub(crate) struct Args {
     )]
     pub(crate) session_handshake_timeout: Duration,
 
+    // ----- Cluster -----
+    /// Share sessions, SSE events and input state with other instances through this Redis
+    /// (`redis://[:PASSWORD@]HOST:PORT[/DB]`): any instance then serves any session, without
+    /// sticky load balancing. Needs --cluster-secret.
+    #[arg(
+        long = "redis",
+        env = "MCP_PROXY_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = "Cluster"
+    )]
+    pub(crate) redis_url: Option<String>,
+
+    /// The secret shared by the instances of a cluster; a request forwarded between instances
+    /// carries it.
+    #[arg(
+        long,
+        env = "MCP_PROXY_CLUSTER_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        help_heading = "Cluster"
+    )]
+    pub(crate) cluster_secret: Option<String>,
+
+    /// `HOST:PORT` at which the other instances reach this one (plain HTTP). Default: the
+    /// address it listens on, when --host is a specific address.
+    #[arg(
+        long,
+        env = "MCP_PROXY_CLUSTER_ADDRESS",
+        value_name = "HOST:PORT",
+        help_heading = "Cluster"
+    )]
+    pub(crate) cluster_address: Option<String>,
+
     // ----- Timeouts -----
     /// Longest wait for the MCP server's answer to one request; the client then gets
     /// JSON-RPC error -32001.

@@ -45,6 +45,25 @@ pub(crate) struct Config {
     pub(crate) pool: PoolArgs,
     pub(crate) command: Vec<String>,
     pub(crate) log_filter: LogFilter,
+    pub(crate) cluster: Option<ClusterArgs>,
+}
+
+/// `--redis` and its companions.
+#[derive(Clone)]
+pub(crate) struct ClusterArgs {
+    pub(crate) redis_url: String,
+    pub(crate) secret: String,
+    /// `None`: the address the listener is bound to.
+    pub(crate) address: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password and the secret is one.
+        f.debug_struct("ClusterArgs")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The connection flags; see "Connections" in the module docs.
@@ -361,6 +380,36 @@ impl Config {
                     .to_owned(),
             );
         }
+        let cluster = match (args.redis_url, args.cluster_secret) {
+            (None, _) => {
+                if args.cluster_address.is_some() {
+                    return Err("--cluster-address needs --redis".to_owned());
+                }
+                None
+            }
+            (Some(_), None) => {
+                return Err("--redis needs --cluster-secret (shared by every instance)".to_owned());
+            }
+            (Some(_), Some(secret)) if secret.is_empty() || secret.contains(['\r', '\n']) => {
+                return Err("--cluster-secret must be one non-empty line".to_owned());
+            }
+            (Some(_), Some(_)) if args.stateless => {
+                return Err("--redis shares sessions; --stateless has none".to_owned());
+            }
+            (Some(redis_url), Some(secret)) => {
+                if args.cluster_address.is_none() && args.host.is_unspecified() {
+                    return Err(format!(
+                        "--host {} is not an address other instances can reach: set --cluster-address",
+                        args.host
+                    ));
+                }
+                Some(ClusterArgs {
+                    redis_url,
+                    secret,
+                    address: args.cluster_address,
+                })
+            }
+        };
         Ok(Self {
             host: args.host,
             port: args.port,
@@ -415,6 +464,7 @@ impl Config {
             pool: args.pool,
             command: args.command,
             log_filter,
+            cluster,
         })
     }
 }

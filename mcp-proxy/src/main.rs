@@ -104,7 +104,6 @@ use crate::serve::serve;
 use crate::shutdown::child_grace;
 use crate::stdio::serve_stdio;
 use crate::tls::load_tls;
-use mcp_tower_http::SessionContext;
 use mcp_tower_http::everything::EverythingServer;
 use mcp_tower_http::stdio::StdioCommand;
 use std::io::IsTerminal;
@@ -190,12 +189,8 @@ fn main() -> ExitCode {
             tracing::info!(command = %command.display(), "serving a stdio MCP server");
             runtime.block_on(serve(&config, tls, command, Some(pool)))
         }
-        None => runtime.block_on(serve(
-            &config,
-            tls,
-            |_: &SessionContext<'_>| EverythingServer::new(),
-            None,
-        )),
+        // Its own maker: a server per session, rebuildable on another instance of a cluster.
+        None => runtime.block_on(serve(&config, tls, EverythingServer::new(), None)),
     };
     // Tasks still running (connections, relays) are dropped here; children still alive get
     // SIGKILL as their handles drop.

@@ -45,6 +45,10 @@ impl<M: MakeMcpService> MakeMcpService for Managed<M> {
             })
         }
     }
+
+    fn rebuildable(&self) -> bool {
+        self.inner.rebuildable()
+    }
 }
 
 pub(crate) struct ManagedService<S> {

@@ -1,13 +1,14 @@
 //! The accept loop: binds, builds the stack, serves connections until a signal.
 
 use crate::cli::Transports;
-use crate::config::Config;
+use crate::config::{ClusterArgs, Config};
 use crate::conn::{ConnSettings, Connection, ConnectionLimit};
 use crate::drain::{InFlight, Tracked};
 use crate::managed::{Lifecycle, Managed};
 use crate::shutdown::{Signals, Teardown, shutdown};
 use crate::tls::TLS_HANDSHAKE_TIMEOUT;
 use mcp_tower_http::auth::ChallengeLayer;
+use mcp_tower_http::cluster::{Cluster, ClusterConfig};
 use mcp_tower_http::cors::McpCors;
 use mcp_tower_http::origin::OriginLayer;
 use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
@@ -38,6 +39,13 @@ pub(crate) async fn serve<M: MakeMcpService>(
     if !config.allowed_hosts.is_empty() {
         origin = origin.allow_hosts(&config.allowed_hosts);
     }
+    // Bound first: a cluster advertises the port actually bound.
+    let listener = TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
+    let local = listener.local_addr()?;
+    let cluster = match &config.cluster {
+        Some(args) => Some(join_cluster(config, args, local).await?),
+        None => None,
+    };
     let sse = if config.event_store {
         SseLayer::new().event_store(
             InMemoryEventStore::new().max_events_per_session(config.event_store_max_events),
@@ -86,6 +94,9 @@ pub(crate) async fn serve<M: MakeMcpService>(
     if config.server != Transports::Stream {
         stack = stack.legacy_sse(config.sse_endpoint.clone(), "/messages");
     }
+    if let Some(cluster) = &cluster {
+        stack = stack.cluster(cluster.clone());
+    }
     // `sse` before the JSON mode and keep-alive, which it would otherwise reset.
     let service = stack
         .origin(origin)
@@ -112,8 +123,6 @@ pub(crate) async fn serve<M: MakeMcpService>(
     let connections = InFlight::new();
     let (drain, draining) = watch::channel(false);
 
-    let listener = TcpListener::bind(SocketAddr::new(config.host, config.port)).await?;
-    let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let path = match config.server {
         Transports::Sse => &config.sse_endpoint,
@@ -188,9 +197,38 @@ pub(crate) async fn serve<M: MakeMcpService>(
             legacy_sessions,
             closing,
             pool,
+            cluster,
         },
         &mut signals,
     )
     .await;
     Ok(())
+}
+
+/// Connects to the cluster's Redis. Records live a minute past the idle timeout (an hour
+/// without one), so a dead instance's sessions can still be adopted until they would have
+/// expired anyway.
+async fn join_cluster(
+    config: &Config,
+    args: &ClusterArgs,
+    local: SocketAddr,
+) -> std::io::Result<Cluster> {
+    let address = args.address.clone().unwrap_or_else(|| local.to_string());
+    let ttl = config
+        .session_idle_timeout
+        .map_or(Duration::from_secs(3600), |idle| {
+            idle + Duration::from_secs(60)
+        });
+    let cluster_config = ClusterConfig::new(&args.redis_url, &address, &args.secret)
+        .session_ttl(ttl)
+        .max_events_per_session(config.event_store_max_events);
+    let cluster = Cluster::connect(cluster_config)
+        .await
+        .map_err(std::io::Error::other)?;
+    tracing::info!(
+        %address,
+        instance = cluster.instance_id(),
+        "joined the cluster"
+    );
+    Ok(cluster)
 }

@@ -1,6 +1,7 @@
 //! Graceful shutdown (see the crate docs) and the signals that start it.
 
 use crate::drain::InFlight;
+use mcp_tower_http::cluster::Cluster;
 use mcp_tower_http::session::SessionRegistry;
 use mcp_tower_http::stdio::{DEFAULT_GRACE, StdioPool};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub(crate) struct Teardown {
     pub(crate) closing: InFlight,
     /// The children serving 2026-07-28 requests, with a COMMAND.
     pub(crate) pool: Option<StdioPool>,
+    /// With --redis: sessions that other instances can rebuild are left to them.
+    pub(crate) cluster: Option<Cluster>,
 }
 
 /// The part of the grace period kept for closing sessions and children.
@@ -50,6 +53,7 @@ pub(crate) async fn shutdown(
         legacy_sessions,
         closing,
         pool,
+        cluster,
     } = teardown;
     let deadline = Instant::now() + grace;
     tracing::info!(
@@ -79,6 +83,9 @@ pub(crate) async fn shutdown(
     // This runs even when forced: a child whose close has started is killed when the process
     // exits, one whose session was never closed might not be.
     stop.send_replace(true);
+    if let Some(cluster) = &cluster {
+        cluster.leave();
+    }
     tokio::join!(sessions.close_all(), legacy_sessions.close_all());
     if let Some(pool) = pool {
         let guard = closing.enter();

@@ -757,6 +757,13 @@ impl MakeMcpService for McpServer {
     ) -> impl Future<Output = Result<McpServer, ErrorObject>> + Send {
         std::future::ready(Ok(self.new_session()))
     }
+
+    /// A session's state is what `initialize` and later requests set up on one instance; a
+    /// rebuilt session starts from its `initialize` again (subscriptions and the log level are
+    /// not carried over).
+    fn rebuildable(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,11 @@ impl SessionLayer {
         self
     }
 
+    /// `true` when serving without sessions.
+    pub fn is_stateless(&self) -> bool {
+        self.stateless
+    }
+
     /// Closes sessions idle for longer than `timeout` with no stream attached; `None` keeps
     /// them until DELETE.
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
@@ -153,6 +158,12 @@ impl<S> SessionLookup<S> {
 /// The session [`SessionLookup`] found, for [`SessionService`] to take instead of looking again.
 #[derive(Clone)]
 struct LookedUp(Arc<Session>);
+
+/// `true` if [`SessionLookup`] found the request's session here.
+#[cfg(feature = "redis")]
+pub(crate) fn was_looked_up<B>(req: &Request<B>) -> bool {
+    req.extensions().get::<LookedUp>().is_some()
+}
 
 impl<S, ReqBody> Service<Request<ReqBody>> for SessionLookup<S>
 where

@@ -59,8 +59,10 @@ mod layer;
 mod registry;
 
 pub use self::future::ResponseFuture;
-#[cfg(feature = "legacy-sse")]
+#[cfg(any(feature = "legacy-sse", feature = "redis"))]
 pub(crate) use self::layer::DEFAULT_RETRY_AFTER_SECS;
+#[cfg(feature = "redis")]
+pub(crate) use self::layer::was_looked_up;
 pub use self::layer::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, LookupFuture, SessionLayer, SessionLookup,
     SessionLookupLayer, SessionService,

@@ -45,7 +45,8 @@ impl SessionId {
         )
     }
 
-    #[cfg(test)]
+    /// An id received from a client or another instance.
+    #[cfg(any(test, feature = "redis"))]
     pub(crate) fn from_raw(s: &str) -> Self {
         Self(s.into())
     }
@@ -143,6 +144,12 @@ pub struct Session {
     service: OnceLock<ServiceSlot>,
     /// The client's capabilities and info from `initialize`.
     client: OnceLock<Arc<RequestMeta>>,
+    /// The `initialize` params, kept so another instance can rebuild the session.
+    init_params: OnceLock<Arc<Value>>,
+    /// Whether the server may be rebuilt on another instance from `init_params`.
+    rebuildable: AtomicBool,
+    /// Set once an adopted session's server has been rebuilt (or failed to be).
+    rebuilt: tokio::sync::OnceCell<bool>,
 }
 
 impl fmt::Debug for Session {
@@ -175,7 +182,66 @@ impl Session {
             next_stream: AtomicU64::new(1),
             service: OnceLock::new(),
             client: OnceLock::new(),
+            init_params: OnceLock::new(),
+            rebuildable: AtomicBool::new(false),
+            rebuilt: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// A session another instance created, taken over here: its server is rebuilt from
+    /// `init_params` on the first request that needs it. POST streams number from
+    /// `first_stream`, past those of the previous owners.
+    #[cfg(feature = "redis")]
+    pub(crate) fn adopted(
+        id: SessionId,
+        principal: Option<Arc<str>>,
+        protocol_version: ProtocolVersion,
+        client: RequestMeta,
+        init_params: Value,
+        first_stream: u64,
+    ) -> Self {
+        let session = Self {
+            id,
+            next_stream: AtomicU64::new(first_stream.max(1)),
+            ..Self::new(principal, protocol_version)
+        };
+        session.established.store(true, Ordering::Relaxed);
+        session.rebuildable.store(true, Ordering::Relaxed);
+        let _ = session.client.set(Arc::new(client));
+        let _ = session.init_params.set(Arc::new(init_params));
+        session
+    }
+
+    /// Records what another instance needs to rebuild this session's server.
+    pub(crate) fn set_rebuild(&self, init_params: Option<Value>, rebuildable: bool) {
+        if let Some(params) = init_params {
+            let _ = self.init_params.set(Arc::new(params));
+        }
+        self.rebuildable.store(rebuildable, Ordering::Relaxed);
+    }
+
+    /// The `initialize` params this session was created with, if kept.
+    pub(crate) fn init_params(&self) -> Option<&Arc<Value>> {
+        self.init_params.get()
+    }
+
+    /// Whether another instance may rebuild this session's server.
+    #[cfg(feature = "redis")]
+    pub(crate) fn is_rebuildable(&self) -> bool {
+        self.rebuildable.load(Ordering::Relaxed)
+    }
+
+    /// An adopted session whose server has not been rebuilt yet.
+    pub(crate) fn needs_rebuild(&self) -> bool {
+        !self.is_initialized() && self.init_params.get().is_some()
+    }
+
+    /// Runs `rebuild` once for an adopted session; later callers wait for its outcome.
+    pub(crate) async fn rebuild_once<F>(&self, rebuild: F) -> bool
+    where
+        F: Future<Output = bool>,
+    {
+        *self.rebuilt.get_or_init(|| rebuild).await
     }
 
     /// The session id.
@@ -524,6 +590,12 @@ impl SessionRegistry {
         self.handshake_timeout
     }
 
+    /// The ids of the live sessions.
+    #[cfg(feature = "redis")]
+    pub(crate) fn ids(&self) -> Vec<SessionId> {
+        lock(&self.sessions).keys().cloned().collect()
+    }
+
     /// Looks up a live session.
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         lock(&self.sessions).get(id).cloned()
@@ -546,6 +618,22 @@ impl SessionRegistry {
         reservation.used = true;
         session.touch();
         lock(&self.sessions).insert(session.id().clone(), session);
+    }
+
+    /// Registers a session taken over from another instance, unless one with its id is live
+    /// here already (then that one is returned). `None` at the session limit.
+    #[cfg(feature = "redis")]
+    pub(crate) fn adopt(&self, session: Session) -> Option<Arc<Session>> {
+        let mut reservation = self.reserve()?;
+        let mut map = lock(&self.sessions);
+        if let Some(existing) = map.get(session.id()) {
+            return Some(existing.clone());
+        }
+        reservation.used = true;
+        session.touch();
+        let session = Arc::new(session);
+        map.insert(session.id().clone(), session.clone());
+        Some(session)
     }
 
     /// Removes and closes a session; `false` if it was not live.

@@ -26,8 +26,14 @@ pin_project! {
         Inner { #[pin] body: B },
         Full { data: Option<Bytes> },
         Stream { stream: Box<EventStream> },
+        // Another instance's answer, streamed through (feature `redis`).
+        Forwarded { body: ForwardedBody },
     }
 }
+
+/// A response body relayed from another instance of a cluster.
+pub(crate) type ForwardedBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
@@ -39,6 +45,13 @@ impl<B> ResponseBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         Self {
             kind: Kind::Full { data: Some(data) },
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn forwarded(body: ForwardedBody) -> Self {
+        Self {
+            kind: Kind::Forwarded { body },
         }
     }
 
@@ -76,6 +89,11 @@ where
             KindProj::Stream { stream } => {
                 stream.poll_next(cx).map(|c| c.map(|d| Ok(Frame::data(d))))
             }
+            KindProj::Forwarded { body } => match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+                Some(Err(never)) => match never {},
+                None => Poll::Ready(None),
+            },
         }
     }
 
@@ -84,6 +102,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
             Kind::Stream { .. } => false,
+            Kind::Forwarded { body } => body.is_end_stream(),
         }
     }
 
@@ -94,6 +113,7 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Stream { .. } => SizeHint::default(),
+            Kind::Forwarded { body } => body.size_hint(),
         }
     }
 }
