@@ -148,7 +148,9 @@ fn call_body(id: i64, tool: &str, arguments: Value, token: Option<&str>) -> Valu
 /// Short names of JSON-RPC messages, for sequences: `progress 50`, `result 7`, the method.
 fn describe(message: &Value) -> String {
     if message["method"] == "notifications/progress" {
-        return format!("progress {}", message["params"]["progress"]);
+        // 50 and 50.0 alike.
+        let progress = message["params"]["progress"].as_f64().unwrap_or(f64::NAN);
+        return format!("progress {progress}");
     }
     if let Some(method) = message["method"].as_str() {
         return method.to_owned();
@@ -743,7 +745,7 @@ async fn redis_down_answers_503_then_recovers_by_itself() {
 const CHURN_SESSIONS: usize = 10_000;
 /// Concurrent clients of the churn.
 const CHURN_TASKS: usize = 8;
-/// The instances' `--session-idle-timeout-secs`.
+/// The instances' `--session-idle-timeout`.
 const CHURN_IDLE_SECS: u64 = 2;
 /// The instances' session records (default key prefix `mcp:`).
 const SESSION_KEYS: &str = "mcp:session:*";
@@ -759,7 +761,7 @@ async fn churn_of_10k_sessions_leaves_redis_memory_near_its_start() {
 
     let _serial = SERIAL.lock().await;
     let idle = CHURN_IDLE_SECS.to_string();
-    let cluster = Cluster::builtin(INSTANCES, &["--session-idle-timeout-secs", &idle]);
+    let cluster = Cluster::builtin(INSTANCES, &["--session-idle-timeout", &idle]);
     // Settle: whatever the instances keep in Redis by themselves is part of the start.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start_memory = cluster.redis.info_memory_used();
