@@ -1,7 +1,8 @@
 //! The one support tree of the tests that drive the `mcp-proxy` binary: the binary on a loopback
 //! port ([`proxy`]), other child processes and `/proc` ([`process`]), external client scripts
 //! ([`client`]), a small hyper client ([`exchange`]) and one SSE parser ([`sse`]), JWTs and an
-//! introspection endpoint for the auth flags ([`auth`]).
+//! introspection endpoint for the auth flags ([`auth`]); several instances sharing `redis-server`
+//! behind nginx ([`cluster`]); the conformance suite's runner ([`conformance`]).
 //!
 //! Every wait is bounded: a test that goes wrong fails, it never hangs. Every process a test
 //! starts (the proxy, its children, a client) is killed by pid when its guard drops.
@@ -13,12 +14,15 @@
 #[path = "../../../tests/auth_support/mod.rs"]
 pub mod auth;
 pub mod client;
+pub mod cluster;
+pub mod conformance;
 pub mod exchange;
 pub mod process;
 pub mod proxy;
 pub mod sse;
 
 pub use self::client::{ClientRun, run_client, run_node};
+pub use self::cluster::{Access, Cluster, Nginx, RedisServer, Resp, cluster_programs_installed};
 pub use self::exchange::*;
 pub use self::process::*;
 pub use self::proxy::{DemoAs, Proxy, parse_listening};
