@@ -85,6 +85,7 @@
 //! | `stdio` | [`stdio`] (a stdio child per session, the 2026-07-28 pool) and [`stdio_server`] |
 //! | `everything` | [`everything`]: the built-in server exercising every MCP feature |
 //! | `rmcp` | `rmcp`: `RmcpService`, a server written with rmcp (the official Rust SDK) inside the stack |
+//! | `redis` | `cluster`: several instances behind one load balancer sharing sessions, SSE events, tasks and the sealing key through Redis |
 //!
 #![cfg_attr(feature = "auth", doc = "\n[`auth`]: crate::auth")]
 #![cfg_attr(

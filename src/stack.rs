@@ -19,10 +19,11 @@
 //! | 12 | **your layers** ([`McpStack::layer`]) | anything above | anything |
 //! | 13 | [`RoutingHeadersLayer`] | 2026-07-28 routing headers, payload | 400 `-32020` |
 //! | 14 | [`ModernLayer`] ([`McpStack::modern`]) | payload `_meta` | [`RequestMeta`](crate::modern::RequestMeta); 400 `-32602`/`-32022` |
-//! | 15 | [`LegacySseLayer`] ([`McpStack::legacy_sse`]) | `/sse`, `/messages` | the 2024-11-05 transport |
-//! | 16 | [`SessionLayer`] | session, payload | [`Session`](crate::session::Session), [`ProtocolVersion`](crate::ProtocolVersion); 400/404/503 |
-//! | 17 | [`SseLayer`] | `Accept`, `Last-Event-ID` | [`ResponseMode`](crate::sse::ResponseMode); SSE or JSON framing, 406/409 |
-//! | 18 | [`McpEndpoint`] | all of the above | dispatch to the [`McpService`](crate::McpService) |
+//! | 15 | `ClusterLayer` (`McpStack::cluster`, feature `redis`) | `Mcp-Session-Id`, [`Principal`](crate::Principal) | another instance's session forwarded to it, a dead one's adopted; 403/503 |
+//! | 16 | [`LegacySseLayer`] ([`McpStack::legacy_sse`]) | `/sse`, `/messages` | the 2024-11-05 transport |
+//! | 17 | [`SessionLayer`] | session, payload | [`Session`](crate::session::Session), [`ProtocolVersion`](crate::ProtocolVersion); 400/404/503 |
+//! | 18 | [`SseLayer`] | `Accept`, `Last-Event-ID` | [`ResponseMode`](crate::sse::ResponseMode); SSE or JSON framing, 406/409 |
+//! | 19 | [`McpEndpoint`] | all of the above | dispatch to the [`McpService`](crate::McpService) |
 //!
 //! The layers from 11 on take only `Request<ParsedBody>`, so none of them can be composed
 //! without the body layer in front (a compile error); the endpoint answers 500 naming
@@ -428,7 +429,7 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
     }
 }
 
-/// The MCP core that [`McpStack::layer`] layers wrap: rows 13–18 of the [table](crate::stack).
+/// The MCP core that [`McpStack::layer`] layers wrap: rows 13–19 of the [table](crate::stack).
 pub type McpCore<M> = RoutingHeaders<Modern<Clustered<Sessions<M>>>>;
 
 /// The cluster row (feature `redis`): passes everything through without a cluster.

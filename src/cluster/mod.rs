@@ -276,7 +276,7 @@ impl Cluster {
         &self.0.address
     }
 
-    /// The event store shared by the cluster, for [`SseLayer::event_store`](crate::SseLayer::event_store).
+    /// The event store shared by the cluster, for [`SseLayer::event_store`](crate::sse::SseLayer::event_store).
     pub fn event_store(&self) -> RedisEventStore {
         RedisEventStore::new(self.clone())
     }
