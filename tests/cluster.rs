@@ -557,3 +557,75 @@ async fn without_redis_requests_that_need_it_get_503_and_service_comes_back_with
         "back"
     );
 }
+
+/// Reads SSE frames from `body` until a message with `method` arrives; returns the ids of the
+/// message events read, that one last.
+async fn events_until(body: &mut hyper::body::Incoming, method: &str) -> Vec<String> {
+    let mut text = String::new();
+    loop {
+        let frame = common::next_frame(body, Duration::from_secs(8))
+            .await
+            .unwrap_or_else(|| panic!("no {method} in {text}"));
+        text.push_str(&String::from_utf8_lossy(&frame));
+        let events: Vec<(String, Value)> = sse_events(&text)
+            .into_iter()
+            .filter_map(|e| Some((e.id?, serde_json::from_str(&e.data).ok()?)))
+            .collect();
+        if let Some(at) = events.iter().position(|(_, m)| m["method"] == method) {
+            return events[..=at].iter().map(|(id, _)| id.clone()).collect();
+        }
+    }
+}
+
+fn seq(id: &str) -> u64 {
+    let (stream, seq) = id.split_once('/').expect("stream/seq");
+    assert_eq!(stream, "0", "not the standalone stream: {id}");
+    seq.parse().expect("seq")
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server (installed by .ci/run)"]
+async fn an_adopted_sessions_standalone_stream_goes_on_after_what_the_dead_owner_stored() {
+    let redis = Redis::start();
+    let a = instance(&redis, Server::Everything, None, false).await;
+    let b = instance(&redis, Server::Everything, None, false).await;
+    let session = initialize(&a.url, V).await;
+    let get = [
+        ACCEPT_SSE,
+        ("mcp-protocol-version", V),
+        ("mcp-session-id", &session),
+    ];
+    let subscribe = request_body(
+        2,
+        "resources/subscribe",
+        json!({ "uri": "test://watched-resource" }),
+    );
+
+    let response = open(Method::GET, &a.url, &get, bytes::Bytes::new()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.into_body();
+    let (status, _, body) = post(&a.url, &session_headers(Some(&session), V), &subscribe).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let on_a = events_until(&mut stream, "notifications/resources/updated").await;
+    let first = on_a.last().cloned().unwrap_or_default();
+    drop(stream);
+    drop(a);
+
+    // Resumed on B after A's last event: B adopts the session and the stream goes on after it,
+    // without a gap or a repeat.
+    let mut headers = get.to_vec();
+    headers.push(("last-event-id", &first));
+    let response = open(Method::GET, &b.url, &headers, bytes::Bytes::new()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.into_body();
+    // The rebuilt server starts from its initialize: the client subscribes again.
+    let (status, _, body) = post(&b.url, &session_headers(Some(&session), V), &subscribe).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let on_b = events_until(&mut stream, "notifications/resources/updated").await;
+    let expected: Vec<u64> = (seq(&first) + 1..).take(on_b.len()).collect();
+    assert_eq!(
+        on_b.iter().map(|id| seq(id)).collect::<Vec<_>>(),
+        expected,
+        "{on_a:?} then {on_b:?}"
+    );
+}

@@ -485,6 +485,21 @@ async fn resume<B>(
             encode_data(&mut replayed, Some(*id), data);
         }
     }
+    // A standalone stream stored by another process (a session adopted from a dead instance
+    // of a cluster) goes on live here after what it stored.
+    let rx = match slot {
+        None if after.stream == EventId::STANDALONE_STREAM => match session.take_standalone() {
+            Some(standalone) => streams.start_at(
+                &session,
+                EventId::STANDALONE_STREAM,
+                standalone,
+                false,
+                last + 1,
+            ),
+            None => rx,
+        },
+        _ => rx,
+    };
     let source = Source::Frames {
         rx,
         skip_through: Some(last),

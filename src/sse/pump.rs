@@ -335,6 +335,20 @@ impl Streams {
         rx: mpsc::Receiver<StreamEvent>,
         priming: bool,
     ) -> mpsc::Receiver<Frame> {
+        self.start_at(session, stream, rx, priming, 1)
+    }
+
+    /// Starts a stream's pump whose first event is `first_seq`: a stream that went on in
+    /// another process before (a session adopted from a dead instance of a cluster) continues
+    /// after the events that process stored.
+    pub(crate) fn start_at(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        stream: u64,
+        rx: mpsc::Receiver<StreamEvent>,
+        priming: bool,
+        first_seq: u64,
+    ) -> mpsc::Receiver<Frame> {
         let (tx, first) = mpsc::channel(self.connection_capacity);
         let slot = Arc::new(LiveSlot::default());
         slot.attach(tx);
@@ -349,7 +363,7 @@ impl Streams {
             away: 0,
             given_up: false,
         };
-        tokio::spawn(pump.run(rx, priming));
+        tokio::spawn(pump.run(rx, priming, first_seq.max(1)));
         first
     }
 }
@@ -367,16 +381,18 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(mut self, mut rx: mpsc::Receiver<StreamEvent>, priming: bool) {
+    async fn run(mut self, mut rx: mpsc::Receiver<StreamEvent>, priming: bool, first_seq: u64) {
         let sid = self.session.id().clone();
         // Sequence 0 marks the stream's start, so "everything after 0" is a valid resume point
-        // even when no priming event was sent.
+        // even when no priming event was sent. A continued stream has its start stored.
         let start = EventId {
             stream: self.stream,
             seq: 0,
         };
-        self.streams.store.append(&sid, start, Bytes::new()).await;
-        if priming {
+        if first_seq == 1 {
+            self.streams.store.append(&sid, start, Bytes::new()).await;
+        }
+        if priming && first_seq == 1 {
             let mut buf = BytesMut::with_capacity(24);
             encode_priming(&mut buf, start);
             let frame = Frame {
@@ -385,7 +401,7 @@ impl Pump {
             };
             self.slot.deliver(frame, self.streams.stall_timeout).await;
         }
-        let mut seq = 1;
+        let mut seq = first_seq;
         while let Some(event) = rx.recv().await {
             let closed = self.session.is_closed();
             if closed && !self.slot.is_attached() {
