@@ -412,7 +412,6 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "te"
             | "trailer"
             | "upgrade"
-            | "host"
     )
 }
 
@@ -448,6 +447,8 @@ async fn forward<B>(
     Ok(Response::from_parts(parts, ResponseBody::forwarded(body)))
 }
 
+/// Copies a request's end-to-end headers, `Host` included: the owner checks it against its
+/// allowed hosts like any request's.
 fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
         if !is_hop_by_hop(name) && name != header::CONTENT_LENGTH {
@@ -489,5 +490,35 @@ impl Body for ForwardedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_request_keeps_host_and_end_to_end_headers_only() {
+        let mut from = HeaderMap::new();
+        for (name, value) in [
+            ("host", "mcp.example.com"),
+            ("authorization", "Bearer t"),
+            ("mcp-session-id", "s"),
+            ("connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "12"),
+            ("te", "trailers"),
+        ] {
+            from.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut to = HeaderMap::new();
+        copy_headers(&from, &mut to);
+        let mut names: Vec<&str> = to.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["authorization", "host", "mcp-session-id"]);
+        assert_eq!(to["host"], "mcp.example.com");
     }
 }
