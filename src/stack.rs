@@ -416,6 +416,12 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
         self
     }
 
+    /// See [`SessionLayer::session_limit`]: one cap for the sessions of several stacks.
+    pub fn session_limit(mut self, limit: Arc<crate::session::SessionLimit>) -> Self {
+        self.session = self.session.session_limit(limit);
+        self
+    }
+
     /// See [`SseLayer::keep_alive`].
     pub fn keep_alive(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.keep_alive = Some(interval.into());

@@ -133,8 +133,27 @@ pub struct StdioCommand {
     grace: Duration,
     /// Room for the children alive at once, when capped.
     slots: Option<Arc<Semaphore>>,
+    /// Environment taken from the request that opens a session.
+    env_from_request: Option<EnvFromRequest>,
     /// 2026-07-28 requests: the pool settings, and the pool once started.
     pool: pool::PoolConfig,
+}
+
+/// Variables to set (`Some`) or remove (`None`) in one child's environment; see
+/// [`StdioCommand::env_from_request`].
+pub type ChildEnv = Vec<(OsString, Option<OsString>)>;
+
+/// The signature of [`StdioCommand::env_from_request`]'s function.
+type EnvFn = dyn Fn(&http::request::Parts) -> Result<ChildEnv, ErrorObject> + Send + Sync;
+
+/// The function of [`StdioCommand::env_from_request`].
+#[derive(Clone)]
+struct EnvFromRequest(Arc<EnvFn>);
+
+impl std::fmt::Debug for EnvFromRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvFromRequest(..)")
+    }
 }
 
 impl StdioCommand {
@@ -147,6 +166,7 @@ impl StdioCommand {
             cwd: None,
             grace: DEFAULT_GRACE,
             slots: None,
+            env_from_request: None,
             pool: pool::PoolConfig::default(),
         }
     }
@@ -181,6 +201,35 @@ impl StdioCommand {
     /// Sets an environment variable for the child (on top of the proxy's environment).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Derives part of each session's child environment from the request that opens the
+    /// session (its headers, or the [`Principal`](crate::Principal) in its extensions), applied
+    /// on top of [`env`](Self::env): `Some` sets a variable, `None` removes it (so a variable
+    /// the proxy itself has does not pass for one the request lacked). An error refuses the
+    /// session (`initialize` fails with it) and starts no child.
+    ///
+    /// Pooled children (2026-07-28 requests) are shared by many requests and cannot take one
+    /// request's environment: with this set, such requests fail with `-32600`; serve only the
+    /// 2025 revisions (`McpStack::modern(false)`).
+    ///
+    /// ```
+    /// use mcp_tower_http::stdio::StdioCommand;
+    ///
+    /// // The tenant header of the request that opens the session, or nothing.
+    /// let command = StdioCommand::new("my-server").env_from_request(|parts| {
+    ///     let tenant = parts.headers.get("x-tenant").map(|v| v.as_bytes().to_vec());
+    ///     let tenant = tenant.map(|v| String::from_utf8_lossy(&v).into_owned().into());
+    ///     Ok(vec![("TENANT".into(), tenant)])
+    /// });
+    /// # let _ = command;
+    /// ```
+    pub fn env_from_request<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Result<ChildEnv, ErrorObject> + Send + Sync + 'static,
+    {
+        self.env_from_request = Some(EnvFromRequest(Arc::new(f)));
         self
     }
 
@@ -223,19 +272,28 @@ impl StdioCommand {
         closer: Option<SessionCloser>,
     ) -> std::io::Result<StdioServer> {
         let label: Arc<str> = session.map_or_else(|| "-".into(), |s| s.as_str().into());
-        self.spawn_as(label, closer)
+        self.spawn_as(label, closer, &[])
     }
 
-    /// Spawns the child, its stderr logged under `label`.
+    /// Spawns the child with `request_env` on top of its environment, its stderr logged under
+    /// `label`.
     fn spawn_as(
         &self,
         label: Arc<str>,
         closer: Option<SessionCloser>,
+        request_env: &[(OsString, Option<OsString>)],
     ) -> std::io::Result<StdioServer> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        for (key, value) in request_env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -302,19 +360,30 @@ impl MakeMcpService for StdioCommand {
         &self,
         cx: &SessionContext<'_>,
     ) -> impl Future<Output = Result<StdioService, ErrorObject>> + Send {
+        let sessionless = cx.protocol_version().is_sessionless();
+        // Pooled children are shared: they cannot take one request's environment.
+        let request_env = match (&self.env_from_request, sessionless) {
+            (None, _) => Ok(Vec::new()),
+            (Some(_), true) => Err(ErrorObject::new(
+                ErrorCode::INVALID_REQUEST,
+                "this server takes its environment from a session's request: use a 2025 revision with initialize",
+            )),
+            (Some(EnvFromRequest(f)), false) => f(cx.request_parts()),
+        };
         // 2026-07-28 requests share pooled children (see the module docs).
-        let pooled = cx
-            .protocol_version()
-            .is_sessionless()
-            .then(|| pool::handle(self, cx));
-        let session = cx.session_id().cloned();
+        let pooled =
+            (sessionless && self.env_from_request.is_none()).then(|| pool::handle(self, cx));
+        let label: Arc<str> = cx
+            .session_id()
+            .map_or_else(|| "-".into(), |s| s.as_str().into());
         let closer = cx.session_closer();
         async move {
             if let Some(pooled) = pooled {
                 return Ok(StdioService::Pooled(pooled));
             }
+            let request_env = request_env?;
             let slot = self.slot().await?;
-            let server = self.spawn(session.as_ref(), closer).map_err(|e| {
+            let server = self.spawn_as(label, closer, &request_env).map_err(|e| {
                 tracing::error!(command = %self.display(), error = %e, "cannot start the MCP server");
                 ErrorObject::new(ErrorCode::INTERNAL_ERROR, "cannot start the MCP server process")
             })?;

@@ -584,6 +584,49 @@ pub(crate) struct Args {
     )]
     pub(crate) debug: Option<bool>,
 
+    // ----- Named servers -----
+    /// Also serve the stdio server COMMAND at /servers/NAME/mcp (and /servers/NAME/sse), with
+    /// the same options as the default server (repeatable). COMMAND is one argument, split
+    /// into words as a shell would (quotes, backslashes) but run without a shell.
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["NAME", "COMMAND"],
+        action = clap::ArgAction::Append,
+        help_heading = "Named servers"
+    )]
+    pub(crate) named_server: Vec<String>,
+
+    /// Also serve the stdio servers of this `mcpServers` JSON file (the format of desktop
+    /// clients: command, args, env, cwd, disabled), each at /servers/NAME/mcp.
+    #[arg(
+        long,
+        env = "MCP_PROXY_NAMED_SERVER_CONFIG",
+        value_name = "FILE",
+        help_heading = "Named servers"
+    )]
+    pub(crate) named_server_config: Option<PathBuf>,
+
+    /// Set the child's variable ENV from this header of the request that opens its session
+    /// (repeatable; unset when the request has none). Needs --no-modern.
+    #[arg(
+        long,
+        value_name = "HEADER=ENV",
+        value_parser = parse_env_pair,
+        help_heading = "Child process"
+    )]
+    pub(crate) pass_header: Vec<(String, String)>,
+
+    /// Set the child's variable ENV from this claim of the authenticated token (repeatable;
+    /// strings as they are, other values as JSON; unset when absent). Needs --no-modern.
+    #[arg(
+        long,
+        value_name = "CLAIM=ENV",
+        value_parser = parse_env_pair,
+        help_heading = "Child process"
+    )]
+    pub(crate) pass_claim: Vec<(String, String)>,
+
     #[command(flatten)]
     pub(crate) pool: PoolArgs,
 

@@ -46,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) command: Vec<String>,
     pub(crate) log_filter: LogFilter,
     pub(crate) cluster: Option<ClusterArgs>,
+    /// `--named-server`, `--named-server-config`, `--pass-header`, `--pass-claim`.
+    pub(crate) named: crate::named::NamedConfig,
 }
 
 /// `--redis` and its companions.
@@ -256,6 +258,7 @@ pub(crate) fn pick_duration(
 
 impl Config {
     pub(crate) fn resolve(args: Args, matches: &ArgMatches) -> Result<Self, String> {
+        let named = crate::named::NamedConfig::resolve(&args)?;
         let session_idle_timeout = pick_duration(
             matches,
             (
@@ -352,13 +355,14 @@ impl Config {
         };
 
         let shell = args.shell.unwrap_or(false);
-        if args.command.is_empty() && (!args.child_env.is_empty() || args.cwd.is_some() || shell) {
+        let no_command = args.command.is_empty() && named.servers.is_empty();
+        if no_command && (!args.child_env.is_empty() || args.cwd.is_some() || shell) {
             return Err(
                 "--env, --cwd and --shell apply to a COMMAND, and none was given".to_owned(),
             );
         }
         let max_sessions = match args.max_sessions {
-            None if args.command.is_empty() => Some(DEFAULT_MAX_SESSIONS),
+            None if no_command => Some(DEFAULT_MAX_SESSIONS),
             None => Some(DEFAULT_MAX_SESSIONS_COMMAND),
             Some(0) => None,
             Some(n) => Some(n),
@@ -410,6 +414,13 @@ impl Config {
                 })
             }
         };
+        let modern = !args.no_modern && args.modern.unwrap_or(true);
+        named.check(
+            no_command,
+            modern,
+            !args.api_keys.is_empty() || args.resource.is_some(),
+            cluster.is_some(),
+        )?;
         Ok(Self {
             host: args.host,
             port: args.port,
@@ -417,7 +428,7 @@ impl Config {
             stream_endpoint,
             sse_endpoint,
             stateless: args.stateless,
-            modern: !args.no_modern && args.modern.unwrap_or(true),
+            modern,
             json_response: args.json_response,
             event_store: !args.no_event_store && args.event_store.unwrap_or(true),
             event_store_max_events: args.event_store_max_events,
@@ -465,6 +476,7 @@ impl Config {
             command: args.command,
             log_filter,
             cluster,
+            named,
         })
     }
 }

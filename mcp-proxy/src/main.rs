@@ -93,6 +93,7 @@ mod config;
 mod conn;
 mod drain;
 mod managed;
+mod named;
 mod serve;
 mod shutdown;
 mod stdio;
@@ -101,7 +102,6 @@ mod tls;
 use crate::cli::parse_args;
 use crate::config::{Config, LogFilter};
 use crate::serve::serve;
-use crate::shutdown::child_grace;
 use crate::stdio::serve_stdio;
 use crate::tls::load_tls;
 use mcp_tower_http::everything::EverythingServer;
@@ -172,19 +172,15 @@ fn main() -> ExitCode {
             } else {
                 StdioCommand::new(program).args(rest)
             };
-            let mut command = command
-                .grace_period(child_grace(config.graceful_shutdown_timeout))
-                // One child per session: the session cap is the process cap (stateless
-                // requests, which get a child each, included; 2026-07-28 requests share the
-                // pool, bounded by --max-pooled).
-                .max_processes(config.max_sessions);
+            let mut command = command;
             for (key, value) in &config.child_env {
                 command = command.env(key, value);
             }
             if let Some(cwd) = &config.cwd {
                 command = command.current_dir(cwd);
             }
-            let command = config.pool.apply(command);
+            // The grace period, the process cap, the pool and --pass-header/--pass-claim.
+            let command = crate::named::stdio_settings(&config, command);
             let pool = command.pool();
             tracing::info!(command = %command.display(), "serving a stdio MCP server");
             runtime.block_on(serve(&config, tls, command, Some(pool)))

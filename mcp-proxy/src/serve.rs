@@ -1,7 +1,7 @@
 //! The accept loop: binds, builds the stack, serves connections until a signal.
 
 use crate::cli::Transports;
-use crate::config::{ClusterArgs, Config};
+use crate::config::{AuthSetup, ClusterArgs, Config};
 use crate::conn::{ConnSettings, Connection, ConnectionLimit};
 use crate::drain::{InFlight, Tracked};
 use crate::managed::{Lifecycle, Managed};
@@ -11,9 +11,11 @@ use mcp_tower_http::auth::ChallengeLayer;
 use mcp_tower_http::cluster::{Cluster, ClusterConfig};
 use mcp_tower_http::cors::McpCors;
 use mcp_tower_http::origin::OriginLayer;
+use mcp_tower_http::session::SessionLimit;
 use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
+use mcp_tower_http::stack::McpHttpService;
 use mcp_tower_http::stdio::StdioPool;
-use mcp_tower_http::timeout::RequestTimeoutLayer;
+use mcp_tower_http::timeout::{RequestTimeout, RequestTimeoutLayer};
 use mcp_tower_http::{MakeMcpService, McpStack};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,16 +57,6 @@ pub(crate) async fn serve<M: MakeMcpService>(
     };
     let (stop, stopping) = watch::channel(false);
     let closing = InFlight::new();
-    // --request-timeout bounds each JSON-RPC request, --connection-timeout `initialize`.
-    let timeout = RequestTimeoutLayer::new(config.request_timeout)
-        .initialize_timeout(config.connection_timeout);
-    let make = Managed {
-        inner: timeout.layer(make),
-        lifecycle: Lifecycle {
-            stopping,
-            closing: closing.clone(),
-        },
-    };
     let mut cors = McpCors::new();
     for allowed in &config.allowed_origins {
         cors = cors.allow_origin(allowed);
@@ -73,45 +65,36 @@ pub(crate) async fn serve<M: MakeMcpService>(
         cors = cors.allow_header(header);
     }
     let auth = config.auth.build().map_err(std::io::Error::other)?;
-    let mut stack = McpStack::new(make)
-        .endpoint_path(config.stream_endpoint.clone())
-        .streamable_http(config.server != Transports::Sse)
-        .cors(cors)
-        .scopes(auth.scopes);
-    if let Some(authenticator) = auth.authenticator {
-        stack = stack.authenticate(authenticator);
-    }
-    if let Some(metadata) = auth.metadata {
+    if let Some(metadata) = &auth.metadata {
         tracing::info!(
             url = metadata.metadata_url(),
             "serving protected-resource metadata"
         );
-        // The 401 challenge names the scopes every request needs (spec: SHOULD).
-        let challenge = ChallengeLayer::for_metadata(&metadata)
-            .scope(config.auth.required_scopes.iter().cloned());
-        stack = stack.protected_resource(metadata).challenge(challenge);
     }
-    if config.server != Transports::Stream {
-        stack = stack.legacy_sse(config.sse_endpoint.clone(), "/messages");
-    }
-    if let Some(cluster) = &cluster {
-        stack = stack.cluster(cluster.clone());
-    }
-    // `sse` before the JSON mode and keep-alive, which it would otherwise reset.
-    let service = stack
-        .origin(origin)
-        .sse(sse)
-        .stateless(config.stateless)
-        .modern(config.modern)
-        .json_response(config.json_response)
-        .max_body_size(config.max_body_size)
-        .session_idle_timeout(config.session_idle_timeout)
-        .session_handshake_timeout(config.session_handshake_timeout)
-        .max_sessions(config.max_sessions)
-        .keep_alive(config.keep_alive)
-        .into_service();
+    let parts = StackParts {
+        origin,
+        sse,
+        cors,
+        auth,
+        cluster: cluster.clone(),
+        lifecycle: Lifecycle {
+            stopping,
+            closing: closing.clone(),
+        },
+        // One cap for the sessions of every server.
+        session_limit: SessionLimit::new(config.max_sessions),
+    };
+    let paths = StackPaths {
+        stream: config.stream_endpoint.clone(),
+        sse: config.sse_endpoint.clone(),
+        messages: "/messages".to_owned(),
+    };
+    let service = mcp_stack(config, &parts, make, &paths);
     let sessions = service.sessions().clone();
     let legacy_sessions = service.legacy_sessions().clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let (service, named) =
+        crate::named::mount(config, &parts, service, &format!("{scheme}://{local}"));
     let in_flight = InFlight::new();
     let service = Tracked {
         inner: service,
@@ -123,7 +106,6 @@ pub(crate) async fn serve<M: MakeMcpService>(
     let connections = InFlight::new();
     let (drain, draining) = watch::channel(false);
 
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let path = match config.server {
         Transports::Sse => &config.sse_endpoint,
         _ => &config.stream_endpoint,
@@ -198,11 +180,83 @@ pub(crate) async fn serve<M: MakeMcpService>(
             closing,
             pool,
             cluster,
+            named,
         },
         &mut signals,
     )
     .await;
     Ok(())
+}
+
+/// What the stacks of every server share.
+pub(crate) struct StackParts {
+    pub(crate) origin: OriginLayer,
+    pub(crate) sse: SseLayer,
+    pub(crate) cors: McpCors,
+    pub(crate) auth: AuthSetup,
+    pub(crate) cluster: Option<Cluster>,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) session_limit: Arc<SessionLimit>,
+}
+
+/// Where one server's transports are served.
+pub(crate) struct StackPaths {
+    pub(crate) stream: String,
+    pub(crate) sse: String,
+    pub(crate) messages: String,
+}
+
+/// The stack of one server made by `M`.
+pub(crate) type McpService<M> = McpHttpService<Managed<RequestTimeout<M>>>;
+
+/// One server's stack, with every flag applied, served at `paths`.
+pub(crate) fn mcp_stack<M: MakeMcpService>(
+    config: &Config,
+    parts: &StackParts,
+    make: M,
+    paths: &StackPaths,
+) -> McpService<M> {
+    // --request-timeout bounds each JSON-RPC request, --connection-timeout `initialize`.
+    let timeout = RequestTimeoutLayer::new(config.request_timeout)
+        .initialize_timeout(config.connection_timeout);
+    let make = Managed {
+        inner: timeout.layer(make),
+        lifecycle: parts.lifecycle.clone(),
+    };
+    let auth = &parts.auth;
+    let mut stack = McpStack::new(make)
+        .endpoint_path(paths.stream.clone())
+        .streamable_http(config.server != Transports::Sse)
+        .cors(parts.cors.clone())
+        .scopes(auth.scopes.clone());
+    if let Some(authenticator) = auth.authenticator.clone() {
+        stack = stack.authenticate(authenticator);
+    }
+    if let Some(metadata) = auth.metadata.clone() {
+        // The 401 challenge names the scopes every request needs (spec: SHOULD).
+        let challenge = ChallengeLayer::for_metadata(&metadata)
+            .scope(config.auth.required_scopes.iter().cloned());
+        stack = stack.protected_resource(metadata).challenge(challenge);
+    }
+    if config.server != Transports::Stream {
+        stack = stack.legacy_sse(paths.sse.clone(), paths.messages.clone());
+    }
+    if let Some(cluster) = &parts.cluster {
+        stack = stack.cluster(cluster.clone());
+    }
+    // `sse` before the JSON mode and keep-alive, which it would otherwise reset.
+    stack
+        .origin(parts.origin.clone())
+        .sse(parts.sse.clone())
+        .stateless(config.stateless)
+        .modern(config.modern)
+        .json_response(config.json_response)
+        .max_body_size(config.max_body_size)
+        .session_idle_timeout(config.session_idle_timeout)
+        .session_handshake_timeout(config.session_handshake_timeout)
+        .session_limit(parts.session_limit.clone())
+        .keep_alive(config.keep_alive)
+        .into_service()
 }
 
 /// Connects to the cluster's Redis. Records live a minute past the idle timeout (an hour

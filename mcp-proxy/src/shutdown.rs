@@ -24,6 +24,8 @@ pub(crate) struct Teardown {
     pub(crate) pool: Option<StdioPool>,
     /// With --redis: sessions that other instances can rebuild are left to them.
     pub(crate) cluster: Option<Cluster>,
+    /// The named servers' sessions and pools.
+    pub(crate) named: crate::named::NamedTeardown,
 }
 
 /// The part of the grace period kept for closing sessions and children.
@@ -54,13 +56,14 @@ pub(crate) async fn shutdown(
         closing,
         pool,
         cluster,
+        named,
     } = teardown;
     let deadline = Instant::now() + grace;
     tracing::info!(
         signal,
         grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
         in_flight = in_flight.count(),
-        sessions = sessions.len() + legacy_sessions.len(),
+        sessions = sessions.len() + legacy_sessions.len() + named.sessions(),
         "shutting down"
     );
     // Idle connections close now; busy ones after their current response (no keep-alive).
@@ -87,6 +90,7 @@ pub(crate) async fn shutdown(
         cluster.leave();
     }
     tokio::join!(sessions.close_all(), legacy_sessions.close_all());
+    named.close(&closing).await;
     if let Some(pool) = pool {
         let guard = closing.enter();
         tokio::spawn(async move {

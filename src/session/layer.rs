@@ -29,6 +29,8 @@ pub struct SessionLayer {
     registry: Arc<SessionRegistry>,
     stateless: bool,
     max_sessions: Option<usize>,
+    /// A cap shared with other layers, replacing `max_sessions`.
+    shared_limit: Option<Arc<SessionLimit>>,
     idle_timeout: Option<Duration>,
     handshake_timeout: Option<Duration>,
     retry_after_secs: u32,
@@ -46,6 +48,7 @@ impl SessionLayer {
         Self {
             stateless: false,
             max_sessions: None,
+            shared_limit: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
@@ -58,8 +61,12 @@ impl SessionLayer {
     }
 
     fn rebuild(mut self) -> Self {
+        let limit = match &self.shared_limit {
+            Some(limit) => limit.clone(),
+            None => SessionLimit::new(self.max_sessions),
+        };
         self.registry = Arc::new(SessionRegistry::new(
-            SessionLimit::new(self.max_sessions),
+            limit,
             self.idle_timeout,
             self.handshake_timeout,
         ));
@@ -98,6 +105,13 @@ impl SessionLayer {
     /// transport of an [`McpStack`](crate::McpStack) counts against the same limit.
     pub fn max_sessions(mut self, max: impl Into<Option<usize>>) -> Self {
         self.max_sessions = max.into();
+        self.rebuild()
+    }
+
+    /// Counts sessions against `limit`, which other layers may share (several servers under
+    /// one cap, made with [`SessionLimit::new`]); replaces [`max_sessions`](Self::max_sessions).
+    pub fn session_limit(mut self, limit: Arc<SessionLimit>) -> Self {
+        self.shared_limit = Some(limit);
         self.rebuild()
     }
 

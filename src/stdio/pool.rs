@@ -478,7 +478,7 @@ impl Pool {
         let n = self.started.fetch_add(1, Ordering::Relaxed);
         let server = self
             .command
-            .spawn_as(format!("pool-{n}").into(), None)
+            .spawn_as(format!("pool-{n}").into(), None, &[])
             .map_err(|e| {
                 tracing::error!(command = %self.command.display(), error = %e, "cannot start the MCP server");
                 ErrorObject::new(ErrorCode::INTERNAL_ERROR, "cannot start the MCP server process")
