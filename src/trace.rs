@@ -254,8 +254,8 @@ pub(crate) fn request_span(
     )
 }
 
-/// Records the outcome of a JSON-RPC request on its span: the error code, or `tool_error` for a
-/// tool result with `isError: true`.
+/// Records the outcome of a JSON-RPC request on its span (the error code, or `tool_error` for a
+/// tool result with `isError: true`) and logs `answered` (debug) inside it.
 pub(crate) fn record_answer(span: &Span, answer: &Message) {
     if span.is_disabled() {
         return;
@@ -275,6 +275,7 @@ pub(crate) fn record_answer(span: &Span, answer: &Message) {
         }
         _ => {}
     }
+    span.in_scope(|| tracing::debug!(target: TARGET, "answered"));
 }
 
 /// Records the answer carried by an endpoint response, when it is not a stream: the last

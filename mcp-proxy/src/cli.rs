@@ -584,6 +584,10 @@ pub(crate) struct Args {
     )]
     pub(crate) debug: Option<bool>,
 
+    // ----- Traces -----
+    #[command(flatten)]
+    pub(crate) traces: crate::traces::TraceArgs,
+
     #[command(flatten)]
     pub(crate) pool: PoolArgs,
 

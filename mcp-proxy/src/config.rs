@@ -46,6 +46,7 @@ pub(crate) struct Config {
     pub(crate) command: Vec<String>,
     pub(crate) log_filter: LogFilter,
     pub(crate) cluster: Option<ClusterArgs>,
+    pub(crate) traces: crate::traces::TraceArgs,
 }
 
 /// `--redis` and its companions.
@@ -465,6 +466,7 @@ impl Config {
             command: args.command,
             log_filter,
             cluster,
+            traces: args.traces,
         })
     }
 }

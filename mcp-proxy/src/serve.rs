@@ -112,6 +112,8 @@ pub(crate) async fn serve<M: MakeMcpService>(
         .into_service();
     let sessions = service.sessions().clone();
     let legacy_sessions = service.legacy_sessions().clone();
+    // Traces: a span per request, outermost so rejections have one too.
+    let service = mcp_tower_http::trace::McpTraceLayer::new().layer(service);
     let in_flight = InFlight::new();
     let service = Tracked {
         inner: service,
