@@ -57,6 +57,27 @@ async fn workload(url: &str) -> String {
     let unknown = json!({ "jsonrpc": "2.0", "id": 3, "method": "no/such/method" });
     let reply = post(url, Some(&session), key, &unknown).await;
     assert!(reply.body.contains("-32601"), "no/such/method: {reply}");
+    // The same call, sessionless (2026-07-28).
+    let modern = json!({
+        "jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": { "name": "echo", "arguments": { "text": ARGUMENT }, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        } },
+    });
+    let headers = [
+        ("accept", "application/json, text/event-stream"),
+        ("content-type", "application/json"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+        key,
+    ];
+    let reply = must_send(Method::POST, url, &headers, modern.to_string()).await;
+    assert!(
+        reply.body.contains(ARGUMENT),
+        "2026-07-28 tools/call: {reply}"
+    );
     let bearer = format!("Bearer {TOKEN}");
     let reply = post(url, None, ("authorization", &bearer), &init).await;
     assert_eq!(
@@ -340,6 +361,14 @@ mod otlp {
         );
         assert_eq!(get(http, "mcp.session.id"), Some(session.clone()));
         assert_eq!(get(http, "enduser.id").as_deref(), Some("api-key:0"));
+        // The sessionless call: its own span, with the revision and no session.
+        let modern = spans
+            .iter()
+            .find(|s| get(s, "mcp.protocol.version").as_deref() == Some("2026-07-28"))
+            .unwrap_or_else(|| panic!("no 2026-07-28 span in {names:?}"));
+        assert_eq!(modern.name, "tools/call echo");
+        assert_eq!(get(modern, "enduser.id").as_deref(), Some("api-key:0"));
+        assert_eq!(get(modern, "mcp.session.id"), None);
         // The JSON-RPC error code of the unknown method.
         let unknown = spans
             .iter()
