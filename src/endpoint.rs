@@ -40,6 +40,7 @@ use crate::session::Session;
 use crate::sse::{MessageStream, Outgoing, ResponseMode, StreamEvent};
 use crate::subscriptions::ListenHub;
 use crate::tasks::{TaskRuntime, Tasks};
+use crate::{Principal, trace};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
@@ -54,6 +55,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 use tower::Service;
+use tracing::{Instrument, Span};
 
 /// The default time a server→client request waits for the client's answer.
 pub const DEFAULT_CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -196,8 +198,19 @@ where
         };
         if let Some(meta) = parts.extensions.get::<Arc<RequestMeta>>().cloned() {
             let (make, shared) = (self.make.clone(), self.sessionless.clone());
+            let span = match &payload {
+                Payload::Single(Message::Request(request)) => {
+                    let principal = parts.extensions.get::<Principal>();
+                    trace::request_span(request, None, principal, meta.protocol_version)
+                }
+                _ => Span::none(),
+            };
             // `map`, not an `async` block: the block would hold a second copy of the arguments.
-            return Box::pin(sessionless::run(make, shared, parts, payload, meta).map(Ok));
+            let run = sessionless::run(make, shared, parts, payload, meta).instrument(span.clone());
+            return Box::pin(run.map(move |response| {
+                trace::record_response(&span, &response);
+                Ok(response)
+            }));
         }
         // `SessionLayer` (or the legacy transport) negotiated the revision of a 2025 request.
         let Some(version) = parts.extensions.get::<ProtocolVersion>().copied() else {
@@ -241,9 +254,17 @@ async fn answer<S: McpService>(
     session: Option<&Arc<Session>>,
 ) -> Option<Message> {
     let id = request.id.clone();
+    let span = trace::request_span(
+        &request,
+        cx.session_id(),
+        cx.principal(),
+        cx.protocol_version(),
+    );
     // Boxed: a server's future can be kilobytes, and every future around it (this one, the
     // endpoint's boxed future) would otherwise carry and copy it.
-    let handled = AssertUnwindSafe(Box::pin(service.handle_request(request, cx))).catch_unwind();
+    let handled = AssertUnwindSafe(Box::pin(service.handle_request(request, cx)))
+        .catch_unwind()
+        .instrument(span.clone());
     let outcome = match session {
         Some(session) => {
             let cancelled = session.register_running(&id);
@@ -258,14 +279,16 @@ async fn answer<S: McpService>(
         }
         None => handled.await,
     };
-    Some(match outcome {
+    let answer = match outcome {
         Ok(Ok(result)) => Message::result(id, result),
         Ok(Err(error)) => Message::error(Some(id), error),
         Err(_) => {
-            tracing::error!(request = %id, "MCP handler panicked");
+            span.in_scope(|| tracing::error!(request = %id, "MCP handler panicked"));
             Message::error(Some(id), ErrorObject::internal())
         }
-    })
+    };
+    trace::record_answer(&span, &answer);
+    Some(answer)
 }
 
 /// What an `initialize` request says about its client.

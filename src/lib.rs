@@ -183,6 +183,7 @@ pub mod stdio_server;
 pub mod subscriptions;
 pub mod tasks;
 pub mod timeout;
+pub mod trace;
 
 pub use crate::error::{TransportError, TransportErrorKind};
 pub use crate::principal::Principal;

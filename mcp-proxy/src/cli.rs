@@ -627,6 +627,10 @@ pub(crate) struct Args {
     )]
     pub(crate) pass_claim: Vec<(String, String)>,
 
+    // ----- Traces -----
+    #[command(flatten)]
+    pub(crate) traces: crate::traces::TraceArgs,
+
     #[command(flatten)]
     pub(crate) pool: PoolArgs,
 

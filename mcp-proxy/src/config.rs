@@ -48,6 +48,7 @@ pub(crate) struct Config {
     pub(crate) cluster: Option<ClusterArgs>,
     /// `--named-server`, `--named-server-config`, `--pass-header`, `--pass-claim`.
     pub(crate) named: crate::named::NamedConfig,
+    pub(crate) traces: crate::traces::TraceArgs,
 }
 
 /// `--redis` and its companions.
@@ -477,6 +478,7 @@ impl Config {
             log_filter,
             cluster,
             named,
+            traces: args.traces,
         })
     }
 }

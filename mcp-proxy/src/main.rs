@@ -98,38 +98,17 @@ mod serve;
 mod shutdown;
 mod stdio;
 mod tls;
+mod traces;
 
 use crate::cli::parse_args;
-use crate::config::{Config, LogFilter};
+use crate::config::Config;
 use crate::serve::serve;
 use crate::stdio::serve_stdio;
 use crate::tls::load_tls;
 use mcp_tower_http::everything::EverythingServer;
 use mcp_tower_http::stdio::StdioCommand;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Logs to stderr, in colour only on a terminal.
-fn init_logging(filter: &LogFilter) -> Result<(), String> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match filter {
-        LogFilter::Given(directives) => EnvFilter::builder()
-            .parse(directives)
-            .map_err(|e| format!("--log-level `{directives}`: {e}"))?,
-        LogFilter::Environment => {
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
-        }
-    };
-    let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_env_filter(filter)
-        .init();
-    Ok(())
-}
 
 fn main() -> ExitCode {
     let (args, matches) = parse_args();
@@ -143,10 +122,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&config.log_filter) {
-        eprintln!("mcp-proxy: {e}");
-        return ExitCode::from(2);
-    }
+    // Dropped last: flushes the exported spans.
+    let _telemetry = match traces::init(&config.log_filter, &config.traces) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("mcp-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let tls = match config.tls.as_ref().map(load_tls).transpose() {
         Ok(tls) => tls,
         Err(e) => {

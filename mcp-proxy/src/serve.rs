@@ -95,6 +95,8 @@ pub(crate) async fn serve<M: MakeMcpService>(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (service, named) =
         crate::named::mount(config, &parts, service, &format!("{scheme}://{local}"));
+    // Traces: a span per request, outermost so rejections have one too.
+    let service = mcp_tower_http::trace::McpTraceLayer::new().layer(service);
     let in_flight = InFlight::new();
     let service = Tracked {
         inner: service,

@@ -2,7 +2,7 @@
 
 use crate::cli::Args;
 use crate::config::{DEBUG_FILTER, LogFilter};
-use crate::init_logging;
+use crate::traces;
 use mcp_tower_http::SessionContext;
 use mcp_tower_http::everything::EverythingServer;
 use mcp_tower_http::stdio_server::StdioServerConfig;
@@ -24,10 +24,13 @@ pub(crate) fn serve_stdio(args: &Args) -> ExitCode {
         (None, Some(true)) => LogFilter::Given(DEBUG_FILTER.to_owned()),
         _ => LogFilter::Environment,
     };
-    if let Err(e) = init_logging(&filter) {
-        eprintln!("mcp-proxy: {e}");
-        return ExitCode::from(2);
-    }
+    let _telemetry = match traces::init(&filter, &args.traces) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("mcp-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

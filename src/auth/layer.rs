@@ -220,6 +220,7 @@ where
                     };
                     match outcome {
                         Ok(principal) => {
+                            crate::trace::record_principal(&principal);
                             request.extensions_mut().insert(principal);
                             Kind::Calling {
                                 future: service.call(request),

@@ -40,6 +40,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{OnceCell, mpsc, oneshot};
+use tracing::Instrument;
 
 /// Methods of the 2025 revisions that 2026-07-28 removed: 404 `-32601`.
 const REMOVED: [&str; 5] = [
@@ -556,7 +557,7 @@ pub(super) async fn run<M: MakeMcpService>(
             let answer = created(task.snapshot().await);
             let events = drain(&mut rx);
             drop(rx);
-            tokio::spawn(run_task(handling, task, runtime, service));
+            tokio::spawn(run_task(handling, task, runtime, service).in_current_span());
             answer_with(events, answer)
         }
         outcome = &mut handling => {
@@ -590,7 +591,7 @@ pub(super) async fn run<M: MakeMcpService>(
                     settle(&task, Err(e), runtime.as_deref()).await;
                 }
                 service.close().await;
-            });
+            }.in_current_span());
             respond(StatusCode::OK, Some(Outgoing::Stream(MessageStream::new(out_rx))))
         }
     }
@@ -779,6 +780,8 @@ where
         return None;
     }
     let answer = finish(outcome).into_message();
+    // The stream runs in the request's span (see `run`).
+    crate::trace::record_answer(&tracing::Span::current(), &answer);
     let _ = out.send(StreamEvent::Message(answer)).await;
     None
 }

@@ -23,12 +23,26 @@ impl Proxy {
     /// `flags` wins) and waits for its `listening on http://HOST:PORT/...` line. The test's
     /// `MCP_PROXY_*` environment is removed: only the flags configure it.
     pub fn start(flags: &[&str], command: &[impl AsRef<OsStr>]) -> Proxy {
+        Self::start_with_env(flags, command, &[])
+    }
+
+    /// [`Proxy::start`] with these environment variables set (the test's `OTEL_*` are removed
+    /// too).
+    pub fn start_with_env(
+        flags: &[&str],
+        command: &[impl AsRef<OsStr>],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-proxy"));
         for (var, _) in std::env::vars_os() {
-            if var.to_str().is_some_and(|v| v.starts_with("MCP_PROXY_")) {
+            if var
+                .to_str()
+                .is_some_and(|v| v.starts_with("MCP_PROXY_") || v.starts_with("OTEL_"))
+            {
                 cmd.env_remove(var);
             }
         }
+        cmd.envs(env.iter().copied());
         cmd.args(["--host", "127.0.0.1"]);
         if !flags.contains(&"--port") {
             cmd.args(["--port", "0"]);
