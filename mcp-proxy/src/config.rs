@@ -8,7 +8,7 @@ use mcp_tower_http::auth::{
     ApiKeys, BoxAuthenticator, Either, IntrospectionAuthenticator, JwksSource, JwtAuthenticator,
     ProtectedResourceMetadata, ScopePolicy,
 };
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) command: Vec<String>,
     pub(crate) log_filter: LogFilter,
     pub(crate) cluster: Option<ClusterArgs>,
+    /// `--metrics-host/--metrics-port`: where `/metrics` is served, when it is.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// `--redis` and its companions.
@@ -410,6 +412,8 @@ impl Config {
                 })
             }
         };
+        let metrics =
+            crate::ops::metrics_address(args.metrics_port, args.metrics_host, args.port, matches)?;
         Ok(Self {
             host: args.host,
             port: args.port,
@@ -465,6 +469,7 @@ impl Config {
             command: args.command,
             log_filter,
             cluster,
+            metrics,
         })
     }
 }

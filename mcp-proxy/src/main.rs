@@ -93,6 +93,7 @@ mod config;
 mod conn;
 mod drain;
 mod managed;
+mod ops;
 mod serve;
 mod shutdown;
 mod stdio;

@@ -5,6 +5,7 @@ use crate::config::{ClusterArgs, Config};
 use crate::conn::{ConnSettings, Connection, ConnectionLimit};
 use crate::drain::{InFlight, Tracked};
 use crate::managed::{Lifecycle, Managed};
+use crate::ops::Ops;
 use crate::shutdown::{Signals, Teardown, shutdown};
 use crate::tls::TLS_HANDSHAKE_TIMEOUT;
 use mcp_tower_http::auth::ChallengeLayer;
@@ -46,10 +47,12 @@ pub(crate) async fn serve<M: MakeMcpService>(
         Some(args) => Some(join_cluster(config, args, local).await?),
         None => None,
     };
+    let ops = Ops::new(config.metrics.is_some(), cluster.clone());
+    let metrics_listener = Ops::bind(config.metrics).await?;
     let sse = if config.event_store {
-        SseLayer::new().event_store(
-            InMemoryEventStore::new().max_events_per_session(config.event_store_max_events),
-        )
+        let store = InMemoryEventStore::new().max_events_per_session(config.event_store_max_events);
+        ops.track_event_store(&store);
+        SseLayer::new().event_store(store)
     } else {
         SseLayer::new().without_event_store()
     };
@@ -59,7 +62,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
     let timeout = RequestTimeoutLayer::new(config.request_timeout)
         .initialize_timeout(config.connection_timeout);
     let make = Managed {
-        inner: timeout.layer(make),
+        inner: ops.rpc_layer().layer(timeout.layer(make)),
         lifecycle: Lifecycle {
             stopping,
             closing: closing.clone(),
@@ -112,6 +115,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
         .into_service();
     let sessions = service.sessions().clone();
     let legacy_sessions = service.legacy_sessions().clone();
+    let service = ops.wrap(service, pool.as_ref());
     let in_flight = InFlight::new();
     let service = Tracked {
         inner: service,
@@ -136,6 +140,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
             config.sse_endpoint
         );
     }
+    ops.serve_metrics(metrics_listener)?;
 
     let signal = loop {
         // Room for one more connection first: at the limit, connections wait in the backlog.
@@ -185,6 +190,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
         }
     };
     drop(listener);
+    ops.shutting_down();
     shutdown(
         signal,
         config.graceful_shutdown_timeout,

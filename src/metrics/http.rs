@@ -16,13 +16,21 @@ use tower::{Layer, Service};
 /// (authentication, rate limits, unknown paths) are counted too.
 #[derive(Clone, Debug)]
 pub struct MetricsLayer {
-    metrics: Metrics,
+    metrics: Option<Metrics>,
 }
 
 impl MetricsLayer {
     /// Records into `metrics`.
     pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+        Self {
+            metrics: Some(metrics),
+        }
+    }
+
+    /// Records nothing and passes everything through (the same service type, for a host
+    /// where metrics are optional).
+    pub fn disabled() -> Self {
+        Self { metrics: None }
     }
 }
 
@@ -41,7 +49,7 @@ impl<S> Layer<S> for MetricsLayer {
 #[derive(Clone, Debug)]
 pub struct MetricsService<S> {
     inner: S,
-    metrics: Metrics,
+    metrics: Option<Metrics>,
 }
 
 impl<S> MetricsService<S> {
@@ -62,11 +70,10 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // Only the method is kept: the future holds no part of the request.
-        let method = req.method().clone();
+        let recording = self.metrics.clone().map(|m| (m, req.method().clone()));
         ResponseFuture {
             future: self.inner.call(req),
-            method: Some(method),
-            metrics: self.metrics.clone(),
+            recording,
         }
     }
 }
@@ -76,8 +83,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
-        method: Option<http::Method>,
-        metrics: Metrics,
+        recording: Option<(Metrics, http::Method)>,
     }
 }
 
@@ -90,10 +96,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.future.poll(cx))?;
-        let metrics = &*this.metrics;
-        if let Some(method) = this.method.take() {
-            metrics.record_http(&method, response.status());
-        }
+        let Some((metrics, method)) = this.recording.take() else {
+            return Poll::Ready(Ok(response.map(|body| MetricsBody { body, stream: None })));
+        };
+        metrics.record_http(&method, response.status());
         if let Some(reason) = auth_failure(&response) {
             metrics.record_auth_failure(reason);
         }

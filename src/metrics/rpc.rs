@@ -16,13 +16,20 @@ use tower::Layer;
 /// are counted with their code (`-32001`).
 #[derive(Clone, Debug)]
 pub struct RpcMetricsLayer {
-    metrics: Metrics,
+    metrics: Option<Metrics>,
 }
 
 impl RpcMetricsLayer {
     /// Records into `metrics`.
     pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+        Self {
+            metrics: Some(metrics),
+        }
+    }
+
+    /// Records nothing (the same service type, for a host where metrics are optional).
+    pub fn disabled() -> Self {
+        Self { metrics: None }
     }
 }
 
@@ -42,7 +49,7 @@ impl<T> Layer<T> for RpcMetricsLayer {
 #[derive(Clone, Debug)]
 pub struct RpcMetrics<T> {
     inner: T,
-    metrics: Metrics,
+    metrics: Option<Metrics>,
 }
 
 impl<T> RpcMetrics<T> {
@@ -58,27 +65,32 @@ impl<S: McpService> McpService for RpcMetrics<S> {
         request: Request,
         cx: RequestContext,
     ) -> impl Future<Output = Result<Value, ErrorObject>> + Send {
-        let method = method_label(&request.method);
-        // A known tool's label is shared; an unknown name is kept until the call succeeds.
-        let (known, name) = match tool_name(method, &request) {
-            Some(name) => match self.metrics.known_tool(name) {
-                Some(known) => (Some(known), None),
-                None => (None, Some(name.to_owned())),
-            },
-            None => (None, None),
-        };
-        let started = Instant::now();
+        let recording = self.metrics.as_ref().map(|metrics| {
+            let method = method_label(&request.method);
+            // A known tool's label is shared; an unknown name is kept until the call succeeds.
+            let (known, name) = match tool_name(method, &request) {
+                Some(name) => match metrics.known_tool(name) {
+                    Some(known) => (Some(known), None),
+                    None => (None, Some(name.to_owned())),
+                },
+                None => (None, None),
+            };
+            (metrics, method, known, name, Instant::now())
+        });
         let answer = self.inner.handle_request(request, cx);
         async move {
             let answer = answer.await;
+            let Some((metrics, method, known, name, started)) = recording else {
+                return answer;
+            };
             let seconds = started.elapsed().as_secs_f64();
             // A tool that reported its own failure (`isError`) does not vouch for its name.
             let ok = answer
                 .as_ref()
                 .is_ok_and(|result| result.get("isError") != Some(&Value::Bool(true)));
-            let tool = self.metrics.tool_label(known, name, ok);
+            let tool = metrics.tool_label(known, name, ok);
             let code = answer.as_ref().err().map(|e| e.code);
-            self.metrics.record_rpc(method, tool, seconds, code);
+            metrics.record_rpc(method, tool, seconds, code);
             answer
         }
     }
