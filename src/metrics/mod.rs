@@ -58,7 +58,7 @@ use crate::sync::{lock, read, write};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -459,7 +459,7 @@ fn counter(
     value: u64,
 ) -> Result<(), std::fmt::Error> {
     let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    ConstCounter::new(value).encode(metric)
+    prometheus_client::metrics::counter::ConstCounter::new(value).encode(metric)
 }
 
 fn as_i64(n: usize) -> i64 {

@@ -170,24 +170,15 @@ async fn tool_labels_stop_at_the_bound() {
     assert!(!text.contains(r#"tool="second""#) && !text.contains(r#"tool="third""#));
 }
 
-fn responding(
-    make: fn() -> Response<Full<Bytes>>,
-) -> (
-    Metrics,
-    MetricsService<
-        impl tower::Service<
-            Request<()>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-            Future = impl Send,
-        > + Clone,
-    >,
-) {
+type Responding =
+    tower::util::BoxCloneService<Request<()>, Response<MetricsBody<Full<Bytes>>>, Infallible>;
+
+fn responding(make: fn() -> Response<Full<Bytes>>) -> (Metrics, Responding) {
     let metrics = Metrics::new();
     let service = MetricsLayer::new(metrics.clone()).layer(tower::service_fn(
         move |_: Request<()>| async move { Ok(make()) },
     ));
-    (metrics, service)
+    (metrics, Responding::new(service))
 }
 
 use ::http::{Request, Response, StatusCode};
