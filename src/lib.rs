@@ -86,6 +86,7 @@
 //! | `everything` | [`everything`]: the built-in server exercising every MCP feature |
 //! | `rmcp` | `rmcp`: `RmcpService`, a server written with rmcp (the official Rust SDK) inside the stack |
 //! | `redis` | `cluster`: several instances behind one load balancer sharing sessions, SSE events, tasks and the sealing key through Redis |
+//! | `metrics` | `metrics`: Prometheus metrics (`MetricsLayer` for HTTP, `RpcMetricsLayer` for JSON-RPC) |
 //!
 #![cfg_attr(feature = "auth", doc = "\n[`auth`]: crate::auth")]
 #![cfg_attr(
@@ -161,6 +162,9 @@ pub mod jsonrpc_body;
 #[cfg(feature = "legacy-sse")]
 #[cfg_attr(docsrs, doc(cfg(feature = "legacy-sse")))]
 pub mod legacy_sse;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod modern;
 pub mod origin;
 pub mod principal;

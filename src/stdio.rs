@@ -106,7 +106,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
@@ -137,6 +137,67 @@ pub struct StdioCommand {
     env_from_request: Option<EnvFromRequest>,
     /// 2026-07-28 requests: the pool settings, and the pool once started.
     pool: pool::PoolConfig,
+    /// Children alive, spawned and crashed, shared by clones (for metrics).
+    stats: StdioStats,
+}
+
+/// Counts of a [`StdioCommand`]'s children (its sessions' and its pool's), shared by its
+/// clones: a cheap handle, read e.g. by `Metrics::track_stdio` (feature `metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct StdioStats(Arc<StatCounts>);
+
+#[derive(Debug, Default)]
+struct StatCounts {
+    alive: AtomicUsize,
+    spawned: AtomicU64,
+    crashed: AtomicU64,
+}
+
+impl StdioStats {
+    /// Children running now (spawned, and neither seen to exit nor closed).
+    pub fn alive(&self) -> usize {
+        self.0.alive.load(Ordering::Relaxed)
+    }
+
+    /// Children started so far.
+    pub fn spawned(&self) -> u64 {
+        self.0.spawned.load(Ordering::Relaxed)
+    }
+
+    /// Children that exited by themselves (closed their output) before the proxy closed them.
+    pub fn crashed(&self) -> u64 {
+        self.0.crashed.load(Ordering::Relaxed)
+    }
+}
+
+/// One child counted as alive until it is seen to exit, is closed, or its handle is dropped.
+#[derive(Debug)]
+struct AliveChild {
+    stats: StdioStats,
+    gone: AtomicBool,
+}
+
+impl AliveChild {
+    fn new(stats: &StdioStats) -> Self {
+        stats.0.spawned.fetch_add(1, Ordering::Relaxed);
+        stats.0.alive.fetch_add(1, Ordering::Relaxed);
+        Self {
+            stats: stats.clone(),
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    fn gone(&self) {
+        if !self.gone.swap(true, Ordering::AcqRel) {
+            self.stats.0.alive.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for AliveChild {
+    fn drop(&mut self) {
+        self.gone();
+    }
 }
 
 /// Variables to set (`Some`) or remove (`None`) in one child's environment; see
@@ -168,6 +229,7 @@ impl StdioCommand {
             slots: None,
             env_from_request: None,
             pool: pool::PoolConfig::default(),
+            stats: StdioStats::default(),
         }
     }
 
@@ -255,6 +317,11 @@ impl StdioCommand {
         self
     }
 
+    /// The counts of this command's children (its clones share them).
+    pub fn stats(&self) -> StdioStats {
+        self.stats.clone()
+    }
+
     /// The program and arguments, for logs.
     pub fn display(&self) -> String {
         std::iter::once(&self.program)
@@ -316,6 +383,8 @@ impl StdioCommand {
             standalone: Mutex::new(None),
             next_id: AtomicI64::new(1),
             exited: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            alive: AliveChild::new(&self.stats),
             closer,
             inbox: Mutex::new(None),
         });
@@ -413,6 +482,9 @@ struct Shared {
     standalone: Mutex<Option<Peer>>,
     next_id: AtomicI64,
     exited: AtomicBool,
+    /// The proxy is closing the child: its exit is not a crash.
+    closing: AtomicBool,
+    alive: AliveChild,
     closer: Option<SessionCloser>,
     /// A pooled child's messages for the 2026-07-28 call it works on (see `pool`).
     inbox: Mutex<Option<mpsc::Sender<Message>>>,
@@ -457,6 +529,10 @@ impl Shared {
         if self.exited.swap(true, Ordering::AcqRel) {
             return;
         }
+        if !self.closing.load(Ordering::Acquire) {
+            self.alive.stats.0.crashed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.alive.gone();
         lock(&self.stdin).take();
         for (_, waiter) in lock(&self.pending).drain() {
             let _ = waiter.send(Err(exited()));
@@ -992,6 +1068,9 @@ impl McpService for StdioServer {
     async fn close(&self) {
         // Held until the child has exited (or been killed), at every return below.
         let _slot = lock(&self.slot).take();
+        self.shared.closing.store(true, Ordering::Release);
+        // Counted as gone once it has exited (or been killed), at every return below.
+        let _alive = Gone(&self.shared.alive);
         // Closing stdin asks a well-behaved server to exit.
         lock(&self.shared.stdin).take();
         lock(&self.shared.standalone).take();
@@ -1011,6 +1090,15 @@ impl McpService for StdioServer {
         }
         tracing::warn!(session = %self.shared.label, "MCP server process did not exit; killing it");
         let _ = child.kill().await;
+    }
+}
+
+/// Marks a child gone when dropped.
+struct Gone<'a>(&'a AliveChild);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        self.0.gone();
     }
 }
 

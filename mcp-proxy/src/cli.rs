@@ -271,6 +271,28 @@ pub(crate) struct Args {
     )]
     pub(crate) cluster_address: Option<String>,
 
+    // ----- Metrics and health -----
+    /// Serve Prometheus metrics at `/metrics` (and `/healthz`, `/readyz`) on this port, a
+    /// listener of its own, never the MCP port; `0` picks a free port. [default: off]
+    #[arg(
+        long,
+        env = "MCP_PROXY_METRICS_PORT",
+        value_name = "PORT",
+        help_heading = "Metrics and health"
+    )]
+    pub(crate) metrics_port: Option<u16>,
+
+    /// The address the metrics listener binds (needs --metrics-port).
+    #[arg(
+        long,
+        env = "MCP_PROXY_METRICS_HOST",
+        value_name = "HOST",
+        default_value = "127.0.0.1",
+        value_parser = parse_host,
+        help_heading = "Metrics and health"
+    )]
+    pub(crate) metrics_host: IpAddr,
+
     // ----- Timeouts -----
     /// Longest wait for the MCP server's answer to one request; the client then gets
     /// JSON-RPC error -32001.

@@ -8,7 +8,7 @@ use mcp_tower_http::auth::{
     ApiKeys, BoxAuthenticator, Either, IntrospectionAuthenticator, JwksSource, JwtAuthenticator,
     ProtectedResourceMetadata, ScopePolicy,
 };
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +49,8 @@ pub(crate) struct Config {
     /// `--named-server`, `--named-server-config`, `--pass-header`, `--pass-claim`.
     pub(crate) named: crate::named::NamedConfig,
     pub(crate) traces: crate::traces::TraceArgs,
+    /// `--metrics-host/--metrics-port`: where `/metrics` is served, when it is.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// `--redis` and its companions.
@@ -422,6 +424,8 @@ impl Config {
             !args.api_keys.is_empty() || args.resource.is_some(),
             cluster.is_some(),
         )?;
+        let metrics =
+            crate::ops::metrics_address(args.metrics_port, args.metrics_host, args.port, matches)?;
         Ok(Self {
             host: args.host,
             port: args.port,
@@ -479,6 +483,7 @@ impl Config {
             cluster,
             named,
             traces: args.traces,
+            metrics,
         })
     }
 }

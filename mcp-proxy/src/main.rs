@@ -94,6 +94,7 @@ mod conn;
 mod drain;
 mod managed;
 mod named;
+mod ops;
 mod serve;
 mod shutdown;
 mod stdio;

@@ -5,11 +5,13 @@ use crate::config::{AuthSetup, ClusterArgs, Config};
 use crate::conn::{ConnSettings, Connection, ConnectionLimit};
 use crate::drain::{InFlight, Tracked};
 use crate::managed::{Lifecycle, Managed};
+use crate::ops::Ops;
 use crate::shutdown::{Signals, Teardown, shutdown};
 use crate::tls::TLS_HANDSHAKE_TIMEOUT;
 use mcp_tower_http::auth::ChallengeLayer;
 use mcp_tower_http::cluster::{Cluster, ClusterConfig};
 use mcp_tower_http::cors::McpCors;
+use mcp_tower_http::metrics::{RpcMetrics, RpcMetricsLayer};
 use mcp_tower_http::origin::OriginLayer;
 use mcp_tower_http::session::SessionLimit;
 use mcp_tower_http::sse::{InMemoryEventStore, SseLayer};
@@ -48,10 +50,12 @@ pub(crate) async fn serve<M: MakeMcpService>(
         Some(args) => Some(join_cluster(config, args, local).await?),
         None => None,
     };
+    let ops = Ops::new(config.metrics.is_some(), cluster.clone());
+    let metrics_listener = Ops::bind(config.metrics).await?;
     let sse = if config.event_store {
-        SseLayer::new().event_store(
-            InMemoryEventStore::new().max_events_per_session(config.event_store_max_events),
-        )
+        let store = InMemoryEventStore::new().max_events_per_session(config.event_store_max_events);
+        ops.track_event_store(&store);
+        SseLayer::new().event_store(store)
     } else {
         SseLayer::new().without_event_store()
     };
@@ -83,6 +87,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
         },
         // One cap for the sessions of every server.
         session_limit: SessionLimit::new(config.max_sessions),
+        rpc_metrics: ops.rpc_layer(),
     };
     let paths = StackPaths {
         stream: config.stream_endpoint.clone(),
@@ -92,9 +97,12 @@ pub(crate) async fn serve<M: MakeMcpService>(
     let service = mcp_stack(config, &parts, make, &paths);
     let sessions = service.sessions().clone();
     let legacy_sessions = service.legacy_sessions().clone();
+    ops.track(&service, pool.as_ref());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (service, named) =
         crate::named::mount(config, &parts, service, &format!("{scheme}://{local}"));
+    // Health endpoints and HTTP measurements in front of every server.
+    let service = ops.wrap(service);
     // Traces: a span per request, outermost so rejections have one too.
     let service = mcp_tower_http::trace::McpTraceLayer::new().layer(service);
     let in_flight = InFlight::new();
@@ -120,6 +128,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
             config.sse_endpoint
         );
     }
+    ops.serve_metrics(metrics_listener)?;
 
     let signal = loop {
         // Room for one more connection first: at the limit, connections wait in the backlog.
@@ -169,6 +178,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
         }
     };
     drop(listener);
+    ops.shutting_down();
     shutdown(
         signal,
         config.graceful_shutdown_timeout,
@@ -199,6 +209,8 @@ pub(crate) struct StackParts {
     pub(crate) cluster: Option<Cluster>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) session_limit: Arc<SessionLimit>,
+    /// JSON-RPC measurements around each server (a pass-through without --metrics-port).
+    pub(crate) rpc_metrics: RpcMetricsLayer,
 }
 
 /// Where one server's transports are served.
@@ -209,7 +221,7 @@ pub(crate) struct StackPaths {
 }
 
 /// The stack of one server made by `M`.
-pub(crate) type McpService<M> = McpHttpService<Managed<RequestTimeout<M>>>;
+pub(crate) type McpService<M> = McpHttpService<Managed<RpcMetrics<RequestTimeout<M>>>>;
 
 /// One server's stack, with every flag applied, served at `paths`.
 pub(crate) fn mcp_stack<M: MakeMcpService>(
@@ -222,7 +234,7 @@ pub(crate) fn mcp_stack<M: MakeMcpService>(
     let timeout = RequestTimeoutLayer::new(config.request_timeout)
         .initialize_timeout(config.connection_timeout);
     let make = Managed {
-        inner: timeout.layer(make),
+        inner: parts.rpc_metrics.layer(timeout.layer(make)),
         lifecycle: parts.lifecycle.clone(),
     };
     let auth = &parts.auth;

@@ -296,6 +296,16 @@ impl Cluster {
         self.0.round_trips.load(Ordering::Relaxed)
     }
 
+    /// Whether Redis answers a `PING` now (within the configured Redis timeout), for a
+    /// readiness check. Not counted in [`redis_round_trips`](Self::redis_round_trips).
+    pub async fn is_reachable(&self) -> bool {
+        let mut redis = self.0.redis.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut redis)
+            .await
+            .is_ok()
+    }
+
     /// Marks this instance as leaving (graceful shutdown): sessions it closes from now on whose
     /// servers can be rebuilt keep their records and events, so other instances adopt them;
     /// call it before closing the sessions.

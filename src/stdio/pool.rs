@@ -114,6 +114,7 @@ impl StdioCommand {
     pub fn pool(&self) -> StdioPool {
         StdioPool {
             cell: self.pool.cell.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -124,9 +125,16 @@ impl StdioCommand {
 #[derive(Clone, Debug)]
 pub struct StdioPool {
     cell: Arc<OnceLock<Arc<Pool>>>,
+    stats: super::StdioStats,
 }
 
 impl StdioPool {
+    /// The counts of every child of its command, the sessions' included (the same as
+    /// [`StdioCommand::stats`](super::StdioCommand::stats)).
+    pub fn stats(&self) -> super::StdioStats {
+        self.stats.clone()
+    }
+
     /// Children alive: idle, working, starting or closing.
     pub fn children(&self) -> usize {
         self.cell.get().map_or(0, |p| lock(&p.state).live)
