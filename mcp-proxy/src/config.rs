@@ -46,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) command: Vec<String>,
     pub(crate) log_filter: LogFilter,
     pub(crate) cluster: Option<ClusterArgs>,
+    /// Per-caller limits.
+    pub(crate) limits: crate::limits::LimitArgs,
 }
 
 /// `--redis` and its companions.
@@ -465,6 +467,7 @@ impl Config {
             command: args.command,
             log_filter,
             cluster,
+            limits: args.limits,
         })
     }
 }

@@ -92,6 +92,7 @@ mod cli;
 mod config;
 mod conn;
 mod drain;
+mod limits;
 mod managed;
 mod serve;
 mod shutdown;

@@ -6,7 +6,7 @@ use crate::conn::{ConnSettings, Connection, ConnectionLimit};
 use crate::drain::{InFlight, Tracked};
 use crate::managed::{Lifecycle, Managed};
 use crate::shutdown::{Signals, Teardown, shutdown};
-use crate::tls::TLS_HANDSHAKE_TIMEOUT;
+use crate::tls::{TLS_HANDSHAKE_TIMEOUT, Tls};
 use mcp_tower_http::auth::ChallengeLayer;
 use mcp_tower_http::cluster::{Cluster, ClusterConfig};
 use mcp_tower_http::cors::McpCors;
@@ -20,12 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tower::Layer;
 
 pub(crate) async fn serve<M: MakeMcpService>(
     config: &Config,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     make: M,
     pool: Option<StdioPool>,
 ) -> std::io::Result<()> {
@@ -58,8 +57,10 @@ pub(crate) async fn serve<M: MakeMcpService>(
     // --request-timeout bounds each JSON-RPC request, --connection-timeout `initialize`.
     let timeout = RequestTimeoutLayer::new(config.request_timeout)
         .initialize_timeout(config.connection_timeout);
+    let auth = config.auth.build().map_err(std::io::Error::other)?;
+    let visible = crate::limits::tool_visibility(&auth.scopes);
     let make = Managed {
-        inner: timeout.layer(make),
+        inner: visible.layer(timeout.layer(make)),
         lifecycle: Lifecycle {
             stopping,
             closing: closing.clone(),
@@ -72,12 +73,12 @@ pub(crate) async fn serve<M: MakeMcpService>(
     for header in &config.cors_allow_headers {
         cors = cors.allow_header(header);
     }
-    let auth = config.auth.build().map_err(std::io::Error::other)?;
     let mut stack = McpStack::new(make)
         .endpoint_path(config.stream_endpoint.clone())
         .streamable_http(config.server != Transports::Sse)
         .cors(cors)
-        .scopes(auth.scopes);
+        .scopes(auth.scopes)
+        .principal_limits(config.limits.layer());
     if let Some(authenticator) = auth.authenticator {
         stack = stack.authenticate(authenticator);
     }
@@ -123,6 +124,9 @@ pub(crate) async fn serve<M: MakeMcpService>(
     let connections = InFlight::new();
     let (drain, draining) = watch::channel(false);
 
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup();
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let path = match config.server {
         Transports::Sse => &config.sse_endpoint,
@@ -171,8 +175,8 @@ pub(crate) async fn serve<M: MakeMcpService>(
             None => {
                 tokio::spawn(connection.serve(stream));
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
+            Some(tls) => {
+                let acceptor = tls.acceptor();
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
