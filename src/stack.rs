@@ -12,7 +12,7 @@
 //! | 5 | [`JsonRpcErrorLayer`] | [`TransportError`](crate::TransportError) / `AuthError` of the answer | status + JSON-RPC error body: the one renderer |
 //! | 6 | [`OriginLayer`] | `Origin`, `Host` | 403 |
 //! | 7 | [`AuthLayer`] ([`McpStack::authenticate`]) | credentials | [`Principal`](crate::Principal), 401/403 — before any body is read |
-//! | 7b | [`PrincipalLimitLayer`](crate::rate_limit::PrincipalLimitLayer) ([`McpStack::principal_limits`]) | [`Principal`](crate::Principal), client address | 429 + `Retry-After` over a caller's request rate — before any body is read |
+//! | 7b | [`PrincipalLimitLayer`] ([`McpStack::principal_limits`]) | [`Principal`](crate::Principal), client address | 429 + `Retry-After` over a caller's request rate — before any body is read |
 //! | 8 | [`SessionLookupLayer`](crate::session::SessionLookupLayer) | `Mcp-Session-Id`, [`Principal`](crate::Principal) | the session, busy while its body is read |
 //! | 9 | tower-http's [`RequestBodyLimitLayer`] | body | 413 (default 10 MiB) |
 //! | 10 | [`JsonRpcBodyLayer`] | body | [`ParsedBody`] + [`Payload`](crate::jsonrpc::Payload); 415, 400 `-32700`/`-32600` |

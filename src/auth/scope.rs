@@ -147,7 +147,9 @@ fn tool_calls(payload: &Payload) -> impl Iterator<Item = (&Id, &str)> {
 /// [`JsonRpcBodyLayer`](crate::jsonrpc_body::JsonRpcBodyLayer).
 ///
 /// `OPTIONS` passes. Refusals are [`AuthError`] responses (`403 insufficient_scope`, or `401`
-/// when no principal is there) that [`ChallengeLayer`](super::ChallengeLayer) renders.
+/// when no principal is there) that [`ChallengeLayer`](super::ChallengeLayer) renders. To also
+/// hide from `tools/list` the tools a principal may not call, wrap the server in a
+/// [`ToolVisibilityLayer`](super::ToolVisibilityLayer) with the same policy.
 ///
 /// # Example
 ///
