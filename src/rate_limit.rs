@@ -86,6 +86,7 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct PrincipalLimitLayer {
+    settings: Settings,
     limiter: Option<Arc<Limiter>>,
     phase: Phase,
 }
@@ -118,24 +119,23 @@ impl PrincipalLimitLayer {
     /// [`max_concurrent_requests`](Self::max_concurrent_requests) sets one).
     pub fn new() -> Self {
         Self {
+            settings: Settings {
+                max_keys: DEFAULT_MAX_KEYS,
+                ..Settings::default()
+            },
             limiter: None,
             phase: Phase::Both,
         }
     }
 
     fn settings(&self) -> Settings {
-        self.limiter.as_ref().map_or(
-            Settings {
-                max_keys: DEFAULT_MAX_KEYS,
-                ..Settings::default()
-            },
-            |l| l.settings,
-        )
+        self.settings
     }
 
     fn with(settings: Settings) -> Self {
         let on = settings.rate.is_some() || settings.max_concurrent.is_some();
         Self {
+            settings,
             limiter: on.then(|| {
                 Arc::new(Limiter {
                     settings,
@@ -149,6 +149,7 @@ impl PrincipalLimitLayer {
     /// This layer checking only the rate (sharing the table); disabled without a rate.
     pub(crate) fn rate_only(&self) -> Self {
         Self {
+            settings: self.settings,
             limiter: self.limiter.clone().filter(|l| l.settings.rate.is_some()),
             phase: Phase::Rate,
         }
@@ -157,6 +158,7 @@ impl PrincipalLimitLayer {
     /// This layer checking only the concurrency (sharing the table); disabled without a limit.
     pub(crate) fn concurrency_only(&self) -> Self {
         Self {
+            settings: self.settings,
             limiter: self
                 .limiter
                 .clone()
@@ -724,8 +726,10 @@ mod tests {
                 .unwrap();
             assert_eq!(r.status(), StatusCode::OK);
         }
-        // Removing the rate again turns the layer off.
+        // Removing the rate again turns the layer off; settings survive in any order.
         assert!(layer.clone().rate(0.0, 1).is_disabled());
+        let late = PrincipalLimitLayer::new().max_keys(7).max_concurrent_requests(2);
+        assert_eq!(late.limiter.as_ref().unwrap().settings.max_keys, 7);
     }
 
     #[tokio::test]

@@ -228,7 +228,10 @@ async fn list_2026(url: &str, auth: &str) -> Vec<String> {
     ];
     let reply = must_send(Method::POST, url, &headers, body.to_string()).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply}");
-    tool_names(&reply.answer(3).expect("the tools/list answer"))
+    let answer = reply.answer(3).expect("the tools/list answer");
+    // The list depends on who asked: never for a shared cache.
+    assert_eq!(answer["result"]["cacheScope"], "private", "{answer}");
+    tool_names(&answer)
 }
 
 /// Two principals with different scopes see different `tools/list` answers, in both eras.

@@ -1,6 +1,7 @@
 //! [`ToolVisibilityLayer`]: each principal sees in `tools/list` only the tools it may call.
 
 use super::ScopePolicy;
+use crate::ProtocolVersion;
 use crate::jsonrpc::{ErrorObject, Notification, Request};
 use crate::service::{
     MakeMcpService, McpService, NotificationContext, RequestContext, SessionContext,
@@ -18,7 +19,8 @@ use tower::Layer;
 /// It works on answers, so it covers both eras (2025 sessions and sessionless 2026-07-28
 /// requests) and any server: built in, written with rmcp, or a stdio child
 /// ([`StdioCommand`](crate::stdio::StdioCommand)). A `notifications/tools/list_changed` passes
-/// as it is: the list the client then fetches is filtered. Without tool scopes it passes
+/// as it is: the list the client then fetches is filtered. A filtered 2026-07-28 list is marked
+/// `cacheScope: private`, since it depends on the principal. Without tool scopes it passes
 /// everything untouched.
 ///
 /// ```
@@ -84,11 +86,14 @@ impl<S: McpService> McpService for ToolVisibility<S> {
             .policy
             .clone()
             .filter(|_| request.method == "tools/list")
-            .map(|policy| (policy, cx.principal().cloned()));
+            .map(|policy| {
+                let sessionless = ProtocolVersion::SESSIONLESS.contains(&cx.protocol_version());
+                (policy, cx.principal().cloned(), sessionless)
+            });
         let answer = self.inner.handle_request(request, cx);
         async move {
             let mut result = answer.await?;
-            if let Some((policy, principal)) = filter
+            if let Some((policy, principal, sessionless)) = filter
                 && let Some(Value::Array(tools)) = result.get_mut("tools")
             {
                 tools.retain(|tool| {
@@ -97,6 +102,10 @@ impl<S: McpService> McpService for ToolVisibility<S> {
                         .and_then(Value::as_str)
                         .is_none_or(|name| policy.allows_tool(principal.as_ref(), name))
                 });
+                // The list now depends on who asked: no shared cache may keep it (2026-07-28).
+                if sessionless {
+                    result["cacheScope"] = Value::from("private");
+                }
             }
             Ok(result)
         }
