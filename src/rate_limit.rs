@@ -728,7 +728,9 @@ mod tests {
         }
         // Removing the rate again turns the layer off; settings survive in any order.
         assert!(layer.clone().rate(0.0, 1).is_disabled());
-        let late = PrincipalLimitLayer::new().max_keys(7).max_concurrent_requests(2);
+        let late = PrincipalLimitLayer::new()
+            .max_keys(7)
+            .max_concurrent_requests(2);
         assert_eq!(late.limiter.as_ref().unwrap().settings.max_keys, 7);
     }
 
