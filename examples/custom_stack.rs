@@ -1,6 +1,6 @@
 //! A custom stack: this crate's `McpStack` mixed with tower-http's `TraceLayer`,
-//! `CompressionLayer` and `TimeoutLayer`, plus a per-principal rate limit of our own inside the
-//! stack, where the authenticated `Principal` is known.
+//! `CompressionLayer` and `TimeoutLayer`, with a per-principal rate limit inside the stack
+//! (`PrincipalLimitLayer`), where the authenticated `Principal` is known.
 //!
 //! ```text
 //! PORT=3000 cargo run --example custom_stack
@@ -12,23 +12,18 @@
 //! Order, from the outside in: trace every request; compress answers (tower-http's default
 //! predicate leaves `text/event-stream` alone, so SSE streams are never buffered); give up on an
 //! answer whose head takes over 30 s (the head only: an open stream is not cut); then the MCP
-//! stack, with the rate limit at its [`McpStack::layer`] point, after authentication.
-use futures_util::future::Either;
+//! stack, whose rate limit runs right after authentication, before the body is read
+//! ([`McpStack::principal_limits`]).
 use http::{Request, Response, StatusCode};
+use mcp_tower_http::McpStack;
 use mcp_tower_http::auth::ApiKeys;
-use mcp_tower_http::jsonrpc_body::ParsedBody;
+use mcp_tower_http::rate_limit::PrincipalLimitLayer;
 use mcp_tower_http::server::{CallToolResult, Implementation, McpServer, Tool};
-use mcp_tower_http::stack::McpCoreBody;
-use mcp_tower_http::{McpStack, Principal, TransportError};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::{Ready, ready};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tower::{Layer, Service, ServiceBuilder};
+use std::time::Duration;
+use tower::{Service, ServiceBuilder};
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -52,7 +47,9 @@ pub fn server() -> McpServer {
         .build()
 }
 
-/// The whole service, ready for hyper or axum.
+/// The whole service, ready for hyper or axum: each principal may send `max_per_window`
+/// requests at once, then one every `window / max_per_window` (429 with `Retry-After` and a
+/// JSON-RPC error body beyond).
 pub fn service(
     max_per_window: u32,
     window: Duration,
@@ -76,7 +73,10 @@ pub fn service(
                 .key_with_subject("other-key", "other"),
         )
         .json_response(true)
-        .layer(RateLimitLayer::new(max_per_window, window))
+        .principal_limits(PrincipalLimitLayer::new().rate(
+            f64::from(max_per_window) / window.as_secs_f64(),
+            max_per_window,
+        ))
         .into_service();
     ServiceBuilder::new()
         .layer(TraceLayer::new_for_http())
@@ -86,97 +86,6 @@ pub fn service(
             Duration::from_secs(30),
         ))
         .service(mcp)
-}
-
-/// At most `max` requests per principal per fixed window; over it, 429 with `Retry-After` and
-/// a JSON-RPC error body (rendered by the stack like any rejection). The table holds only the
-/// principals of the current window, so it cannot grow past the callers seen in one window.
-#[derive(Clone)]
-pub struct RateLimitLayer {
-    state: Arc<Mutex<Window>>,
-    max: u32,
-    window: Duration,
-}
-
-struct Window {
-    started: Instant,
-    counts: HashMap<Arc<str>, u32>,
-}
-
-impl RateLimitLayer {
-    /// `max` requests per principal per `window`.
-    pub fn new(max: u32, window: Duration) -> Self {
-        Self {
-            state: Arc::new(Mutex::new(Window {
-                started: Instant::now(),
-                counts: HashMap::new(),
-            })),
-            max,
-            window,
-        }
-    }
-
-    /// Counts one request of `subject`; `false` when it is over the limit.
-    fn admit(&self, subject: &Arc<str>) -> bool {
-        let Ok(mut state) = self.state.lock() else {
-            return true;
-        };
-        if state.started.elapsed() >= self.window {
-            state.started = Instant::now();
-            state.counts.clear();
-        }
-        let count = state.counts.entry(subject.clone()).or_insert(0);
-        *count += 1;
-        *count <= self.max
-    }
-}
-
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            limit: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`RateLimitLayer`].
-#[derive(Clone)]
-pub struct RateLimit<S> {
-    inner: S,
-    limit: RateLimitLayer,
-}
-
-impl<S> Service<Request<ParsedBody>> for RateLimit<S>
-where
-    S: Service<Request<ParsedBody>, Response = Response<McpCoreBody>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<McpCoreBody>;
-    type Error = Infallible;
-    // No boxing on the admitted path.
-    type Future = Either<S::Future, Ready<Result<Response<McpCoreBody>, Infallible>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ParsedBody>) -> Self::Future {
-        let admitted = req
-            .extensions()
-            .get::<Principal>()
-            .is_none_or(|p| self.limit.admit(&p.subject));
-        if admitted {
-            Either::Left(self.inner.call(req))
-        } else {
-            let secs = u32::try_from(self.limit.window.as_secs().max(1)).unwrap_or(u32::MAX);
-            Either::Right(ready(Ok(
-                TransportError::too_many_requests(secs).into_response()
-            )))
-        }
-    }
 }
 
 #[allow(dead_code)]

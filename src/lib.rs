@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | [`cors`] | [`McpCorsLayer`](cors::McpCorsLayer) | tower-http's CORS with the MCP headers |
 //! | [`auth`] | `ChallengeLayer`, `AuthLayer`, `ScopeLayer` | `WWW-Authenticate`; API key / JWT / introspection → [`Principal`]; scopes (403 step-up) |
+//! | [`rate_limit`] | [`PrincipalLimitLayer`](rate_limit::PrincipalLimitLayer) | per-caller request rate and concurrent requests (429 + `Retry-After`) |
 //! | [`error_map`] | [`JsonRpcErrorLayer`](error_map::JsonRpcErrorLayer) | the one renderer: typed rejections → HTTP status + JSON-RPC error body |
 //! | [`origin`] | [`OriginLayer`](origin::OriginLayer) | DNS-rebinding protection: `Origin` (and `Host`) validation, 403 |
 //! | [`session`] | [`SessionLookupLayer`](session::SessionLookupLayer) | the session looked up once, before the body, for the request's principal |
@@ -169,6 +170,7 @@ pub mod modern;
 pub mod origin;
 pub mod principal;
 pub mod protocol;
+pub mod rate_limit;
 #[cfg(feature = "rmcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rmcp")))]
 pub mod rmcp;

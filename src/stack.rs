@@ -12,9 +12,11 @@
 //! | 5 | [`JsonRpcErrorLayer`] | [`TransportError`](crate::TransportError) / `AuthError` of the answer | status + JSON-RPC error body: the one renderer |
 //! | 6 | [`OriginLayer`] | `Origin`, `Host` | 403 |
 //! | 7 | [`AuthLayer`] ([`McpStack::authenticate`]) | credentials | [`Principal`](crate::Principal), 401/403 — before any body is read |
+//! | 7b | [`PrincipalLimitLayer`] ([`McpStack::principal_limits`]) | [`Principal`](crate::Principal), client address | 429 + `Retry-After` over a caller's request rate — before any body is read |
 //! | 8 | [`SessionLookupLayer`](crate::session::SessionLookupLayer) | `Mcp-Session-Id`, [`Principal`](crate::Principal) | the session, busy while its body is read |
 //! | 9 | tower-http's [`RequestBodyLimitLayer`] | body | 413 (default 10 MiB) |
 //! | 10 | [`JsonRpcBodyLayer`] | body | [`ParsedBody`] + [`Payload`](crate::jsonrpc::Payload); 415, 400 `-32700`/`-32600` |
+//! | 10b | the same limits ([`McpStack::principal_limits`]) | [`Principal`](crate::Principal), payload | 429 over a caller's concurrent requests (a POST of only responses passes) |
 //! | 11 | [`ScopeLayer`] ([`McpStack::scopes`]) | [`Principal`](crate::Principal), payload | 403 step-up |
 //! | 12 | **your layers** ([`McpStack::layer`]) | anything above | anything |
 //! | 13 | [`RoutingHeadersLayer`] | 2026-07-28 routing headers, payload | 400 `-32020` |
@@ -98,6 +100,7 @@ use crate::jsonrpc_body::{JsonRpcBody, JsonRpcBodyLayer, ParsedBody};
 use crate::legacy_sse::{LegacySse, LegacySseLayer};
 use crate::modern::{Modern, ModernLayer};
 use crate::origin::{Origin, OriginLayer};
+use crate::rate_limit::{PrincipalLimit, PrincipalLimitLayer};
 use crate::routing_headers::{RoutingHeaders, RoutingHeadersLayer};
 use crate::service::MakeMcpService;
 use crate::session::{SessionLayer, SessionLookup, SessionRegistry, SessionService};
@@ -132,6 +135,7 @@ pub struct McpStack<M, L = Identity> {
     endpoint_path: Option<String>,
     max_body_size: usize,
     origin: OriginLayer,
+    principal_limits: PrincipalLimitLayer,
     session: SessionLayer,
     sse: SseLayer,
     // Applied over `sse` whatever the call order.
@@ -176,6 +180,7 @@ impl<M: MakeMcpService> McpStack<M> {
             endpoint_path: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             origin: OriginLayer::localhost(),
+            principal_limits: PrincipalLimitLayer::new(),
             session: SessionLayer::new(),
             sse: SseLayer::new(),
             json_response: None,
@@ -218,6 +223,7 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
             endpoint_path: self.endpoint_path,
             max_body_size: self.max_body_size,
             origin: self.origin,
+            principal_limits: self.principal_limits,
             session: self.session,
             sse: self.sse,
             json_response: self.json_response,
@@ -243,6 +249,14 @@ impl<M: MakeMcpService, L> McpStack<M, L> {
             #[cfg(feature = "redis")]
             cluster: self.cluster,
         }
+    }
+
+    /// Limits each caller's request rate (row 7b of the [table](crate::stack): after
+    /// authentication, before the body is read) and concurrent requests (row 10b, once the
+    /// body is parsed); see [`crate::rate_limit`]. Default: no limits.
+    pub fn principal_limits(mut self, limits: PrincipalLimitLayer) -> Self {
+        self.principal_limits = limits;
+        self
     }
 
     /// Serves the sessionless 2026-07-28 revision beside the 2025 ones on the same endpoint
@@ -459,9 +473,11 @@ pub type McpCoreBody = crate::sse::ResponseBody<Full<Bytes>>;
 
 /// Everything inside authentication.
 #[cfg(feature = "auth")]
-type Authenticated<U> = SessionLookup<RequestBodyLimit<JsonRpcBody<Scope<U>>>>;
+type Authenticated<U> =
+    PrincipalLimit<SessionLookup<RequestBodyLimit<JsonRpcBody<PrincipalLimit<Scope<U>>>>>>;
 #[cfg(not(feature = "auth"))]
-type Authenticated<U> = SessionLookup<RequestBodyLimit<JsonRpcBody<U>>>;
+type Authenticated<U> =
+    PrincipalLimit<SessionLookup<RequestBodyLimit<JsonRpcBody<PrincipalLimit<U>>>>>;
 
 /// Rows 5–11 and `U`.
 #[cfg(not(feature = "auth"))]
@@ -607,9 +623,11 @@ where
             .layer(self.origin)
             // Before the body is read: unauthenticated bodies are never buffered.
             .layer(authenticate)
+            .layer(self.principal_limits.rate_only())
             .layer(session.lookup())
             .layer(RequestBodyLimitLayer::new(self.max_body_size))
             .layer(JsonRpcBodyLayer::new())
+            .layer(self.principal_limits.concurrency_only())
             .layer(scope)
             .layer(self.layer)
             // Header/body disagreements first, then the era decision and `_meta`.
@@ -681,7 +699,11 @@ where
 }
 
 /// The body of every response of the stack.
-pub type StackBody = crate::error_map::ResponseBody<tower_http::limit::ResponseBody<McpCoreBody>>;
+pub type StackBody = crate::error_map::ResponseBody<
+    crate::rate_limit::ResponseBody<
+        tower_http::limit::ResponseBody<crate::rate_limit::ResponseBody<McpCoreBody>>,
+    >,
+>;
 
 impl<M, L, B> Service<Request<B>> for McpHttpService<M, L>
 where

@@ -656,6 +656,10 @@ pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) pool: PoolArgs,
 
+    // ----- Limits (per caller) -----
+    #[command(flatten)]
+    pub(crate) limits: crate::limits::LimitArgs,
+
     /// Serve the sessionless 2026-07-28 revision beside the 2025 ones on the same endpoint
     /// (default: on).
     #[arg(

@@ -51,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) traces: crate::traces::TraceArgs,
     /// `--metrics-host/--metrics-port`: where `/metrics` is served, when it is.
     pub(crate) metrics: Option<SocketAddr>,
+    /// Per-caller limits.
+    pub(crate) limits: crate::limits::LimitArgs,
 }
 
 /// `--redis` and its companions.
@@ -484,6 +486,7 @@ impl Config {
             named,
             traces: args.traces,
             metrics,
+            limits: args.limits,
         })
     }
 }

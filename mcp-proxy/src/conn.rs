@@ -126,6 +126,8 @@ pub(crate) const NO_HEAD: u64 = u64::MAX;
 #[derive(Debug)]
 pub(crate) struct Activity {
     pub(crate) accepted: Instant,
+    /// The client, for the per-caller limits of unauthenticated requests.
+    pub(crate) peer: SocketAddr,
     /// Requests whose response has not ended.
     pub(crate) in_flight: AtomicUsize,
     /// A first request has arrived.
@@ -138,9 +140,10 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(peer: SocketAddr) -> Self {
         Self {
             accepted: Instant::now(),
+            peer,
             in_flight: AtomicUsize::new(0),
             started: AtomicBool::new(false),
             http2: AtomicBool::new(false),
@@ -270,7 +273,7 @@ where
             mut draining,
             ..
         } = self;
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(peer));
         let mut io = Watched {
             io,
             activity: activity.clone(),

@@ -105,7 +105,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        if let Some(connection) = &self.connection {
+            req.extensions_mut()
+                .insert(mcp_tower_http::rate_limit::ClientAddr(connection.peer));
+        }
         let guard = (req.method() != Method::GET).then(|| self.in_flight.enter());
         let request = self.connection.as_ref().map(Activity::begin);
         // The request log of --debug; nothing is copied unless it is on.

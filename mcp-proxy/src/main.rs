@@ -26,6 +26,14 @@
 //!   streaming response. See "Connections" below.
 //! - `--ssl-ca` turns on client-certificate verification (mutual TLS): a client must present a
 //!   certificate signed by that CA. The npm proxy accepts the CA but never verifies.
+//! - SIGHUP reloads `--ssl-cert`, `--ssl-key` and `--ssl-ca` from their files: new connections
+//!   get the new certificate, open ones keep theirs; files that do not load are logged and the
+//!   current certificate stays. (Without TLS, SIGHUP keeps its default: the process ends.)
+//! - `--rate-limit`, `--rate-limit-burst` and `--concurrency-limit` are per caller: the
+//!   authenticated principal, or the client's IP address without authentication (429 with
+//!   `Retry-After` and a JSON-RPC error body). With `--tool-scope`, `tools/list` shows each
+//!   principal only the tools it may call (the library's `rate_limit` and
+//!   `auth::ToolVisibilityLayer`).
 //!
 //! - Environment variables named after npm options carry npm's units, so an npm set-up keeps
 //!   working: `MCP_PROXY_SESSION_IDLE_TIMEOUT`, `MCP_PROXY_REQUEST_TIMEOUT`, ... are in
@@ -92,6 +100,7 @@ mod cli;
 mod config;
 mod conn;
 mod drain;
+mod limits;
 mod managed;
 mod named;
 mod ops;

@@ -7,8 +7,9 @@ use crate::drain::{InFlight, Tracked};
 use crate::managed::{Lifecycle, Managed};
 use crate::ops::Ops;
 use crate::shutdown::{Signals, Teardown, shutdown};
-use crate::tls::TLS_HANDSHAKE_TIMEOUT;
+use crate::tls::{TLS_HANDSHAKE_TIMEOUT, Tls};
 use mcp_tower_http::auth::ChallengeLayer;
+use mcp_tower_http::auth::{ToolVisibility, ToolVisibilityLayer};
 use mcp_tower_http::cluster::{Cluster, ClusterConfig};
 use mcp_tower_http::cors::McpCors;
 use mcp_tower_http::metrics::{RpcMetrics, RpcMetricsLayer};
@@ -24,12 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tower::Layer;
 
 pub(crate) async fn serve<M: MakeMcpService>(
     config: &Config,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     make: M,
     pool: Option<StdioPool>,
 ) -> std::io::Result<()> {
@@ -69,6 +69,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
         cors = cors.allow_header(header);
     }
     let auth = config.auth.build().map_err(std::io::Error::other)?;
+    let visibility = crate::limits::tool_visibility(&auth.scopes);
     if let Some(metadata) = &auth.metadata {
         tracing::info!(
             url = metadata.metadata_url(),
@@ -88,6 +89,7 @@ pub(crate) async fn serve<M: MakeMcpService>(
         // One cap for the sessions of every server.
         session_limit: SessionLimit::new(config.max_sessions),
         rpc_metrics: ops.rpc_layer(),
+        visibility,
     };
     let paths = StackPaths {
         stream: config.stream_endpoint.clone(),
@@ -98,6 +100,9 @@ pub(crate) async fn serve<M: MakeMcpService>(
     let sessions = service.sessions().clone();
     let legacy_sessions = service.legacy_sessions().clone();
     ops.track(&service, pool.as_ref());
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup();
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (service, named) =
         crate::named::mount(config, &parts, service, &format!("{scheme}://{local}"));
@@ -164,8 +169,8 @@ pub(crate) async fn serve<M: MakeMcpService>(
             None => {
                 tokio::spawn(connection.serve(stream));
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
+            Some(tls) => {
+                let acceptor = tls.acceptor();
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
@@ -211,6 +216,8 @@ pub(crate) struct StackParts {
     pub(crate) session_limit: Arc<SessionLimit>,
     /// JSON-RPC measurements around each server (a pass-through without --metrics-port).
     pub(crate) rpc_metrics: RpcMetricsLayer,
+    /// `tools/list` filtered by the caller's scopes (a pass-through without --tool-scope).
+    pub(crate) visibility: ToolVisibilityLayer,
 }
 
 /// Where one server's transports are served.
@@ -221,7 +228,8 @@ pub(crate) struct StackPaths {
 }
 
 /// The stack of one server made by `M`.
-pub(crate) type McpService<M> = McpHttpService<Managed<RpcMetrics<RequestTimeout<M>>>>;
+pub(crate) type McpService<M> =
+    McpHttpService<Managed<RpcMetrics<ToolVisibility<RequestTimeout<M>>>>>;
 
 /// One server's stack, with every flag applied, served at `paths`.
 pub(crate) fn mcp_stack<M: MakeMcpService>(
@@ -234,7 +242,9 @@ pub(crate) fn mcp_stack<M: MakeMcpService>(
     let timeout = RequestTimeoutLayer::new(config.request_timeout)
         .initialize_timeout(config.connection_timeout);
     let make = Managed {
-        inner: parts.rpc_metrics.layer(timeout.layer(make)),
+        inner: parts
+            .rpc_metrics
+            .layer(parts.visibility.layer(timeout.layer(make))),
         lifecycle: parts.lifecycle.clone(),
     };
     let auth = &parts.auth;
@@ -242,7 +252,8 @@ pub(crate) fn mcp_stack<M: MakeMcpService>(
         .endpoint_path(paths.stream.clone())
         .streamable_http(config.server != Transports::Sse)
         .cors(parts.cors.clone())
-        .scopes(auth.scopes.clone());
+        .scopes(auth.scopes.clone())
+        .principal_limits(config.limits.layer());
     if let Some(authenticator) = auth.authenticator.clone() {
         stack = stack.authenticate(authenticator);
     }

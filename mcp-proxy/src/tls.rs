@@ -1,8 +1,9 @@
-//! TLS: the rustls acceptor from `--ssl-cert`, `--ssl-key` and `--ssl-ca` (mutual TLS).
+//! TLS: the rustls acceptor from `--ssl-cert`, `--ssl-key` and `--ssl-ca` (mutual TLS),
+//! reloaded from the same files on SIGHUP without a restart.
 
 use crate::config::TlsFiles;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -10,8 +11,75 @@ use tokio_rustls::rustls;
 /// How long a TLS client may take to finish its handshake.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The acceptor of new connections, swapped on reload: a connection keeps the configuration it
+/// was accepted with.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    files: Arc<(PathBuf, PathBuf, Option<PathBuf>)>,
+    current: Arc<RwLock<TlsAcceptor>>,
+}
+
+impl Tls {
+    /// The acceptor for the next connection.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        // Only a panic while swapping could poison it, and the swap cannot panic.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the files again; on an error the current configuration stays.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let (cert, key, ca) = &*self.files;
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        };
+        let acceptor = acceptor(&files)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = acceptor;
+        Ok(())
+    }
+
+    /// Reloads the certificate, key and CA on every SIGHUP (registered before this returns,
+    /// so a SIGHUP sent once the proxy says it listens is never lost).
+    pub(crate) fn reload_on_sighup(&self) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangups = match signal(SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP: no certificate reload");
+                    return;
+                }
+            };
+            let tls = self.clone();
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                        Err(e) => tracing::error!(
+                            "SIGHUP: TLS certificate not reloaded, keeping the current one: {e}"
+                        ),
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Reads the certificate, key and optional client CA.
+pub(crate) fn load_tls(files: &TlsFiles) -> Result<Tls, String> {
+    Ok(Tls {
+        files: Arc::new((files.cert.clone(), files.key.clone(), files.ca.clone())),
+        current: Arc::new(RwLock::new(acceptor(files)?)),
+    })
+}
+
 /// Reads the certificate, key and optional client CA into a rustls acceptor.
-pub(crate) fn load_tls(files: &TlsFiles) -> Result<TlsAcceptor, String> {
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

@@ -101,6 +101,7 @@ mod jwt;
 mod layer;
 pub mod metadata;
 mod scope;
+mod visibility;
 
 #[cfg(test)]
 mod tests;
@@ -123,6 +124,7 @@ pub use self::metadata::{
     Metadata, MetadataLayer, MetadataService, ProtectedResourceMetadata, resource_metadata_url,
 };
 pub use self::scope::{Scope, ScopeLayer, ScopePolicy};
+pub use self::visibility::{ToolVisibility, ToolVisibilityLayer};
 pub use crate::body::ResponseBody;
 
 use crate::principal::Principal;

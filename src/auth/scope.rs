@@ -59,6 +59,21 @@ impl ScopePolicy {
         self.required.is_empty() && self.tools.values().all(Vec::is_empty)
     }
 
+    /// `true` when `principal` may call the tool `name`: it holds every scope
+    /// [`tool`](Self::tool) gave it (the global scopes are checked for every request anyway).
+    pub fn allows_tool(&self, principal: Option<&Principal>, name: &str) -> bool {
+        match self.tools.get(name) {
+            None => true,
+            Some(scopes) if scopes.is_empty() => true,
+            Some(scopes) => principal.is_some_and(|p| scopes.iter().all(|s| p.has_scope(s))),
+        }
+    }
+
+    /// `true` when some tool needs a scope of its own (so lists of tools may need filtering).
+    pub fn has_tool_scopes(&self) -> bool {
+        self.tools.values().any(|s| !s.is_empty())
+    }
+
     /// Every scope a request with `payload` needs: the global ones, then those of each tool
     /// called, without duplicates.
     pub fn required_for(&self, payload: Option<&Payload>) -> Vec<String> {
@@ -132,7 +147,9 @@ fn tool_calls(payload: &Payload) -> impl Iterator<Item = (&Id, &str)> {
 /// [`JsonRpcBodyLayer`](crate::jsonrpc_body::JsonRpcBodyLayer).
 ///
 /// `OPTIONS` passes. Refusals are [`AuthError`] responses (`403 insufficient_scope`, or `401`
-/// when no principal is there) that [`ChallengeLayer`](super::ChallengeLayer) renders.
+/// when no principal is there) that [`ChallengeLayer`](super::ChallengeLayer) renders. To also
+/// hide from `tools/list` the tools a principal may not call, wrap the server in a
+/// [`ToolVisibilityLayer`](super::ToolVisibilityLayer) with the same policy.
 ///
 /// # Example
 ///

@@ -8,13 +8,14 @@ use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 const LISTENING: &str = "listening on http://";
+const LISTENING_TLS: &str = "listening on https://";
 
 /// The `mcp-proxy` binary on a free loopback port. On drop it and every child it still has are
 /// killed (by pid) and reaped.
 pub struct Proxy {
     process: Process,
     pub pid: u32,
-    /// `http://HOST:PORT`
+    /// `http://HOST:PORT` (`https://` under `--ssl-cert`)
     pub base: String,
 }
 
@@ -54,7 +55,7 @@ impl Proxy {
         // The listening line is logged at `info`, whatever the environment says.
         cmd.current_dir(repo_dir()).env("RUST_LOG", "info");
         let process = Process::spawn("mcp-proxy", cmd);
-        let base = process.wait_for("a `listening on http://HOST:PORT` line", parse_listening);
+        let base = process.wait_for("a `listening on http(s)://HOST:PORT` line", parse_listening);
         Proxy {
             pid: process.pid,
             process,
@@ -121,8 +122,13 @@ impl Drop for Proxy {
     }
 }
 
-/// `... listening on http://127.0.0.1:41234/mcp ...` → `http://127.0.0.1:41234`.
+/// `... listening on http://127.0.0.1:41234/mcp ...` → `http://127.0.0.1:41234` (and the same
+/// for `https://`).
 pub fn parse_listening(line: &str) -> Option<String> {
+    if let Some(at) = line.find(LISTENING_TLS) {
+        let plain = format!("listening on http://{}", &line[at + LISTENING_TLS.len()..]);
+        return parse_listening(&plain).map(|url| url.replacen("http://", "https://", 1));
+    }
     let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
     let authority: String = rest
         .chars()
@@ -147,6 +153,10 @@ fn parse_listening_line() {
     );
     assert_eq!(parse_listening("listening on http://localhost/mcp"), None);
     assert_eq!(parse_listening("starting"), None);
+    assert_eq!(
+        parse_listening("mcp-proxy listening on https://127.0.0.1:4321/mcp").as_deref(),
+        Some("https://127.0.0.1:4321")
+    );
 }
 
 /// The TypeScript SDK demo authorization server (`tests/interop/demo-as.mjs`).
