@@ -1,6 +1,7 @@
 //! A deterministic cost figure: N `tools/call` echo requests through the full stack in process
 //! (JSON mode, or SSE with the `sse` argument, a stateless server with `stateless`, or
-//! 2026-07-28 requests with `modern`), for counting instructions per request with callgrind,
+//! 2026-07-28 requests with `modern`; `metrics` adds the Prometheus layers as `mcp-proxy
+//! --metrics-port` does), for counting instructions per request with callgrind,
 //! which repeats exactly on a noisy machine:
 //!
 //! ```text
@@ -16,7 +17,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use mcp_tower_http::everything::EverythingServer;
 use mcp_tower_http::{McpStack, SessionContext};
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 fn post(body: String, session: Option<&str>) -> Request<Full<Bytes>> {
     let mut r = Request::post("/mcp")
@@ -67,13 +68,46 @@ fn main() {
             }
             return;
         }
+        if std::env::args().any(|a| a == "metrics") {
+            let metrics = mcp_tower_http::metrics::Metrics::new();
+            let inner = McpStack::new(metrics.rpc_layer().layer(EverythingServer::new()))
+                .json_response(!sse)
+                .into_service();
+            metrics.track_stack(&inner);
+            let svc = metrics.http_layer().layer(inner);
+            session_calls(svc, n, call).await;
+            return;
+        }
+        session_calls(svc, n, call).await;
+    });
+}
+
+/// Opens a session, then makes `n` calls on it.
+async fn session_calls<S, B>(mut svc: S, n: usize, call: &str)
+where
+    S: Service<Request<Full<Bytes>>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    {
         let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
-        let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap().call(post(init.into(), None)).await.unwrap();
+        let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(post(init.into(), None))
+            .await
+            .unwrap();
         let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
         let _ = r.into_body().collect().await;
         for _ in 0..n {
-            let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap().call(post(call.into(), Some(&id))).await.unwrap();
+            let r = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+                .await
+                .unwrap()
+                .call(post(call.into(), Some(&id)))
+                .await
+                .unwrap();
             let _ = r.into_body().collect().await;
         }
-    });
+    }
 }
