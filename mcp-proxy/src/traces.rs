@@ -199,6 +199,8 @@ mod otel {
         // The request spans and what the proxy logs inside them; never the exporter's own
         // logs (they would feed back into the export).
         let filter = Targets::new()
+            // The request spans are at debug, so logging at info does not pay for them.
+            .with_target("mcp_tower_http::trace", Level::DEBUG)
             .with_target("mcp_tower_http", Level::INFO)
             .with_target("mcp_proxy", Level::INFO)
             .with_target("opentelemetry", tracing::level_filters::LevelFilter::OFF)
