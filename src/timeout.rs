@@ -166,27 +166,7 @@ impl<S: McpService> McpService for RequestTimeout<S> {
     }
 }
 
-impl<M: MakeMcpService> MakeMcpService for RequestTimeout<M> {
-    type Service = RequestTimeout<M::Service>;
-
-    fn make_service(
-        &self,
-        cx: &SessionContext<'_>,
-    ) -> impl Future<Output = Result<Self::Service, ErrorObject>> + Send {
-        let made = self.inner.make_service(cx);
-        let limits = self.limits;
-        async move {
-            Ok(RequestTimeout {
-                inner: made.await?,
-                limits,
-            })
-        }
-    }
-
-    fn rebuildable(&self) -> bool {
-        self.inner.rebuildable()
-    }
-}
+crate::macros::wrapping_make_service!(RequestTimeout { limits });
 
 pin_project! {
     /// The answer of a [`RequestTimeout`] service: the inner handler's, or `-32001` once the

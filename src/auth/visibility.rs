@@ -124,27 +124,7 @@ impl<S: McpService> McpService for ToolVisibility<S> {
     }
 }
 
-impl<M: MakeMcpService> MakeMcpService for ToolVisibility<M> {
-    type Service = ToolVisibility<M::Service>;
-
-    fn make_service(
-        &self,
-        cx: &SessionContext<'_>,
-    ) -> impl Future<Output = Result<Self::Service, ErrorObject>> + Send {
-        let made = self.inner.make_service(cx);
-        let policy = self.policy.clone();
-        async move {
-            Ok(ToolVisibility {
-                inner: made.await?,
-                policy,
-            })
-        }
-    }
-
-    fn rebuildable(&self) -> bool {
-        self.inner.rebuildable()
-    }
-}
+crate::macros::wrapping_make_service!(ToolVisibility { policy });
 
 #[cfg(test)]
 mod tests {

@@ -116,24 +116,4 @@ fn tool_name<'r>(method: &str, request: &'r Request) -> Option<&'r str> {
     request.params.as_ref()?.get("name")?.as_str()
 }
 
-impl<M: MakeMcpService> MakeMcpService for RpcMetrics<M> {
-    type Service = RpcMetrics<M::Service>;
-
-    fn make_service(
-        &self,
-        cx: &SessionContext<'_>,
-    ) -> impl Future<Output = Result<Self::Service, ErrorObject>> + Send {
-        let made = self.inner.make_service(cx);
-        let metrics = self.metrics.clone();
-        async move {
-            Ok(RpcMetrics {
-                inner: made.await?,
-                metrics,
-            })
-        }
-    }
-
-    fn rebuildable(&self) -> bool {
-        self.inner.rebuildable()
-    }
-}
+crate::macros::wrapping_make_service!(RpcMetrics { metrics });
